@@ -1,0 +1,160 @@
+"""The base DataModule of every long-tailed classification dataset in the project.
+
+Subclasses only say where the images are (:meth:`LongTailDataModule.read_index`); this class
+builds datasets, loaders and the :class:`DatasetInfo` (class names, per-class training counts,
+head mask) that LightningCLI links to the model. The index is read lazily and once: split files
+are small, so reading them when the CLI links arguments costs little.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.dataset import ImageListDataset, drop_corrupt
+from datamodules.info import DatasetInfo
+from datamodules.layout import Sample
+from datamodules.long_tail import head_mask
+from datamodules.transforms import eval_transform, train_transform
+
+
+@dataclass(frozen=True)
+class DatasetIndex:
+    """The image lists of a dataset: what :meth:`LongTailDataModule.read_index` returns."""
+
+    class_names: list[str]
+    train: list[Sample]
+    test: list[Sample]
+    split_source: str
+
+
+class LongTailDataModule(L.LightningDataModule):
+    """Long-tailed training set, balanced test set, head/tail split.
+
+    Args:
+        batch_size: Per-process batch size.
+        num_workers: DataLoader workers.
+        image_size: Crop size fed to the model.
+        resize_size: Eval resize (shorter side) before the center crop.
+        crop_scale: RandomResizedCrop scale range for training.
+        num_head_classes: Head = this many classes with the most training images.
+        head_threshold: Alternatively, head = classes with at least this many images.
+        skip_corrupt: Drop undecodable images at setup (counted and logged) instead of failing.
+        predict_split: Which split ``predict`` iterates (eval transforms), e.g. for features.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        image_size: int = 224,
+        resize_size: int = 256,
+        crop_scale: tuple[float, float] = (0.08, 1.0),
+        num_head_classes: int | None = None,
+        head_threshold: int | None = None,
+        skip_corrupt: bool = False,
+        predict_split: Literal["train", "test"] = "train",
+    ) -> None:
+        super().__init__()
+        if resize_size < image_size:
+            raise ValueError(f"resize_size={resize_size}: expected >= image_size={image_size}")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.image_size = image_size
+        self.resize_size = resize_size
+        self.crop_scale = tuple(crop_scale)
+        self.num_head_classes = num_head_classes
+        self.head_threshold = head_threshold
+        self.skip_corrupt = skip_corrupt
+        self.predict_split = predict_split
+        self._index: DatasetIndex | None = None
+        self._info: DatasetInfo | None = None
+        self.datasets: dict[str, Dataset] = {}
+
+    # ---- what subclasses provide -------------------------------------------------------------
+    def read_index(self) -> DatasetIndex:
+        """Read (and validate) the class list and the train/test image lists."""
+        raise NotImplementedError
+
+    # ---- the dataset, read once --------------------------------------------------------------
+    @property
+    def index(self) -> DatasetIndex:
+        if self._index is None:
+            index = self.read_index()
+            if self.skip_corrupt:
+                index = DatasetIndex(
+                    index.class_names,
+                    drop_corrupt(index.train, "the training split"),
+                    drop_corrupt(index.test, "the test split"),
+                    index.split_source,
+                )
+            self._index = index
+            rank_zero_info(
+                f"{type(self).__name__}: {len(index.class_names)} classes, "
+                f"{len(index.train)} training / {len(index.test)} test images ({index.split_source})"
+            )
+        return self._index
+
+    @property
+    def dataset_info(self) -> DatasetInfo:
+        if self._info is None:
+            index = self.index
+            counter = Counter(s.label for s in index.train)
+            counts = [counter.get(c, 0) for c in range(len(index.class_names))]
+            empty = [n for n, k in zip(index.class_names, counts) if k == 0]
+            if empty:
+                raise ValueError(f"the training split has no image of classes {empty}")
+            mask = head_mask(counts, self.num_head_classes, self.head_threshold)
+            self._info = DatasetInfo(index.class_names, counts, mask, index.split_source)
+        return self._info
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset_info.num_classes
+
+    # ---- Lightning hooks ---------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        self.index  # noqa: B018 - reads, validates (and for generated data, writes) once
+
+    def setup(self, stage: str | None = None) -> None:
+        index = self.index
+        eval_tf = eval_transform(self.image_size, self.resize_size)
+        self.datasets = {
+            "train": ImageListDataset(
+                index.train, train_transform(self.image_size, self.crop_scale)
+            ),
+            "test": ImageListDataset(index.test, eval_tf),
+            "predict": ImageListDataset(
+                index.train if self.predict_split == "train" else index.test, eval_tf
+            ),
+        }
+
+    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["train"], shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """The (balanced) test set, as the long-tailed benchmarks report it."""
+        return self._loader(self.datasets["test"], shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["test"], shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["predict"], shuffle=False)

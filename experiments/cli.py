@@ -1,0 +1,77 @@
+"""The LightningCLI behind ``python -m experiments fit|validate|test|predict --config ...``.
+
+Model and data are chosen in subclass mode (``class_path`` / ``init_args``). The datamodule's
+:class:`~datamodules.info.DatasetInfo` is linked to the model once, here. Everything a run writes
+(config, checkpoints, W&B/CSV logs, reports) lands under ``trainer.default_root_dir``: loggers
+without a ``save_dir`` and checkpoint callbacks without a ``dirpath`` are pointed there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
+
+os.environ.setdefault("WANDB_SILENT", "true")
+DEFAULTS = Path(__file__).parent / "configs" / "defaults.yaml"
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+class ExperimentCLI(LightningCLI):
+    """LightningCLI with the project's links and run-directory conventions."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments(
+            "data.dataset_info", "model.init_args.dataset_info", apply_on="instantiate"
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        trainer = config["trainer"]
+        root = trainer.get("default_root_dir") or "runs/default"
+        trainer["default_root_dir"] = root
+        _default_init_arg(trainer.get("logger"), "save_dir", root, unset=(None, "."))
+        _default_init_arg(
+            trainer.get("callbacks"), "dirpath", os.path.join(root, "checkpoints"),
+            only_class="ModelCheckpoint",
+        )
+
+    def after_fit(self) -> None:
+        best = getattr(self.trainer.checkpoint_callback, "best_model_path", "")
+        if best:
+            rank_zero_info(f"best checkpoint: {best}")
+
+
+def _default_init_arg(
+    entries, key: str, value: str, only_class: str | None = None, unset: tuple = (None,)
+) -> None:
+    """Set ``init_args.<key>`` to ``value`` in class-path entries that leave it ``unset``."""
+    if entries is None or isinstance(entries, bool):
+        return
+    for entry in entries if isinstance(entries, list) else [entries]:
+        class_path = str(getattr(entry, "class_path", ""))
+        if only_class and not class_path.endswith(only_class):
+            continue
+        init_args = getattr(entry, "init_args", None)
+        if init_args is not None and key in init_args and init_args[key] in unset:
+            init_args[key] = value
+
+
+def lightning_cli(args: list[str] | None = None, run: bool = True) -> ExperimentCLI:
+    """Build (and by default run) the experiment CLI; ``args`` as on the command line."""
+    return ExperimentCLI(
+        model_class=L.LightningModule,
+        datamodule_class=L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={
+            "parser_mode": "omegaconf",
+            **{cmd: {"default_config_files": [str(DEFAULTS)]} for cmd in SUBCOMMANDS},
+        },
+        args=args,
+        run=run,
+    )

@@ -1,0 +1,76 @@
+"""ResNet-18 from torchvision: random init or weights from a local file (never a hub download)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torchvision.models import resnet18
+
+FEATURE_DIM = 512
+
+
+def build_resnet18(
+    num_classes: int, weights_path: str | None = None, small_input_stem: bool = False
+) -> nn.Module:
+    """A torchvision ResNet-18.
+
+    Args:
+        num_classes: Size of the final layer.
+        weights_path: Local ``.safetensors`` or ``.pth``/``.pt`` state dict: torchvision's ImageNet
+            weights (the final layer is skipped when its shape differs) or a checkpoint of this
+            project's classifier (keys under ``model.``).
+        small_input_stem: Replace the 7x7/stride-2 stem and max-pool by a 3x3/stride-1 conv
+            (the CIFAR variant), for images of 32 pixels or less.
+    """
+    model = resnet18(weights=None, num_classes=num_classes)
+    if small_input_stem:
+        model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    if weights_path is not None:
+        load_backbone_weights(model, weights_path)
+    return model
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file, a plain state dict or a Lightning checkpoint.
+
+    Loaded with ``weights_only=True``: nothing is unpickled.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"weights file not found: {path}. Expected a local .safetensors, .pth or Lightning "
+            ".ckpt file (no download is attempted)"
+        )
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state)
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
+    """Load ResNet-18 weights into ``model``; a mismatched final layer is left at its init."""
+    state = read_state_dict(path)
+    if any(k.startswith("model.") for k in state):
+        state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    own = model.state_dict()
+    skipped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if any(not k.startswith("fc.") for k in skipped):
+        raise ValueError(f"{path}: tensor shapes do not match a ResNet-18: {skipped}")
+    state = {k: v for k, v in state.items() if k not in skipped}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: not a ResNet-18 state dict (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+
+
+def penultimate_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The 512-d global-average-pooled features before the final layer, ``(B, 512)``."""
+    x = model.maxpool(model.relu(model.bn1(model.conv1(images))))
+    x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
+    return torch.flatten(model.avgpool(x), 1)

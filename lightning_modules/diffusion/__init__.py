@@ -1,0 +1,21 @@
+"""Stable Diffusion components: tiny offline builds, local loading and saving, prompt encoding."""
+
+from .components import (
+    SD_V1_SCHEDULER_CONFIG,
+    DiffusionComponents,
+    TinyDiffusionConfig,
+    build_tiny_components,
+    encode_prompts,
+    load_components,
+    save_pipeline,
+)
+
+__all__ = [
+    "SD_V1_SCHEDULER_CONFIG",
+    "DiffusionComponents",
+    "TinyDiffusionConfig",
+    "build_tiny_components",
+    "encode_prompts",
+    "load_components",
+    "save_pipeline",
+]

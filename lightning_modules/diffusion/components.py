@@ -1,0 +1,331 @@
+"""Stable Diffusion components: build a tiny random model offline, load and save local ones.
+
+Everything here is offline by construction: tiny models are built from configs (the tokenizer
+from a generated character-level vocabulary), real models are read from a LOCAL diffusers-format
+directory with ``local_files_only=True``. Nothing here downloads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import string
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import diffusers
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from torch import Tensor
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+# Scheduler config of Stable Diffusion v1.x (its scheduler_config.json, minus the PNDM-only keys);
+# samplers are built from it, e.g. DPMSolverMultistepScheduler.from_config(scheduler.config).
+SD_V1_SCHEDULER_CONFIG: dict[str, object] = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "steps_offset": 1,
+    "prediction_type": "epsilon",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+}
+REQUIRED_SUBFOLDERS: tuple[str, ...] = ("unet", "text_encoder", "tokenizer", "scheduler")
+_LAYOUT_HINT = (
+    "a diffusers Stable Diffusion directory must contain the subfolders unet/ (config.json + "
+    "weights), text_encoder/ (config.json + weights), tokenizer/ (vocab.json + merges.txt or "
+    "tokenizer.json), scheduler/ (scheduler_config.json) and, for latent models, vae/; e.g. "
+    "download CompVis/stable-diffusion-v1-4 on a machine with internet "
+    "(`hf download CompVis/stable-diffusion-v1-4 --local-dir DIR`) and pass DIR"
+)
+
+
+@dataclass
+class DiffusionComponents:
+    """The parts of a text-to-image diffusion model.
+
+    Attributes:
+        unet: Noise predictor eps(x_t, t, y).
+        text_encoder: CLIP text encoder producing the conditions y.
+        tokenizer: Its tokenizer (``model_max_length`` set: prompts are padded to it).
+        scheduler: The model's own scheduler; samplers and training schedulers are built
+            ``from_config`` of it, it is not stepped directly.
+        vae: Latent autoencoder, or None for a pixel-space model (the UNet then works on images in
+            [-1, 1] directly).
+    """
+
+    unet: UNet2DConditionModel
+    text_encoder: CLIPTextModel
+    tokenizer: CLIPTokenizer
+    scheduler: SchedulerMixin
+    vae: AutoencoderKL | None = None
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Image pixels per UNet pixel: 2 ** (number of VAE blocks - 1), 1 in pixel space."""
+        if self.vae is None:
+            return 1
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def default_image_size(self) -> int:
+        """Default image height/width: the UNet's sample size times the VAE scale factor."""
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+
+@dataclass
+class TinyDiffusionConfig:
+    """A tiny random Stable Diffusion for CPU tests (the shapes of diffusers' own tests).
+
+    Attributes:
+        sample_size: UNet spatial size (latent size; image size in pixel space).
+        block_out_channels: UNet channels per resolution; all but the last block cross-attend.
+        layers_per_block: ResNet layers per UNet block.
+        cross_attention_dim: UNet cross-attention width, which is also the text encoder's hidden
+            size (they must agree, so it is declared once).
+        attention_head_dim: UNet attention heads (diffusers' legacy name for the head count).
+        text_layers: Transformer layers of the CLIP text encoder.
+        text_heads: Attention heads of the CLIP text encoder.
+        text_intermediate_size: MLP width of the CLIP text encoder.
+        latent: True: with a tiny AutoencoderKL; False: pixel space (UNet in/out channels 3).
+        vae_block_out_channels: VAE channels per resolution (only with ``latent``).
+        latent_channels: VAE latent channels (only with ``latent``).
+        norm_num_groups: GroupNorm groups of the UNet and VAE.
+        seed: Seed of the random initialisation.
+    """
+
+    sample_size: int = 16
+    block_out_channels: tuple[int, ...] = (4, 8)
+    layers_per_block: int = 1
+    cross_attention_dim: int = 8
+    attention_head_dim: int = 2
+    text_layers: int = 2
+    text_heads: int = 2
+    text_intermediate_size: int = 16
+    latent: bool = True
+    vae_block_out_channels: tuple[int, ...] = (4, 8)
+    latent_channels: int = 4
+    norm_num_groups: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        downsample = 2 ** (len(self.block_out_channels) - 1)
+        if self.sample_size % downsample:
+            raise ValueError(
+                f"TinyDiffusionConfig.sample_size must be a multiple of {downsample} for "
+                f"block_out_channels={self.block_out_channels}, got {self.sample_size}"
+            )
+        for name in ("block_out_channels", "vae_block_out_channels"):
+            bad = [c for c in getattr(self, name) if c % self.norm_num_groups]
+            if bad:
+                raise ValueError(
+                    f"TinyDiffusionConfig.{name} must be multiples of norm_num_groups="
+                    f"{self.norm_num_groups}, got {getattr(self, name)}"
+                )
+        if self.cross_attention_dim % self.text_heads:
+            raise ValueError(
+                f"TinyDiffusionConfig.cross_attention_dim={self.cross_attention_dim} must be a "
+                f"multiple of text_heads={self.text_heads}"
+            )
+
+
+def _char_level_clip_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
+    """A character-level CLIP tokenizer from a generated vocab.json and an empty merges.txt."""
+    chars = string.ascii_lowercase + string.digits + string.punctuation
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for suffix in ("", "</w>"):  # "</w>" marks the last character of a word
+        for char in chars:
+            vocab[char + suffix] = len(vocab)
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "vocab.json").write_text(json.dumps(vocab))
+        Path(tmp, "merges.txt").write_text("#version: 0.2\n")  # no merges: one token per char
+        return CLIPTokenizer.from_pretrained(
+            tmp, model_max_length=model_max_length, local_files_only=True
+        )
+
+
+def build_tiny_components(cfg: TinyDiffusionConfig | None = None) -> DiffusionComponents:
+    """Build a tiny random Stable Diffusion, fully offline and deterministic in ``cfg.seed``.
+
+    Args:
+        cfg: Sizes and seed; defaults to :class:`TinyDiffusionConfig`'s defaults.
+
+    Returns:
+        Components in float32, eval mode, on the CPU; the scheduler is a DDPMScheduler with SD
+        v1's config. The global RNG state is left untouched.
+    """
+    cfg = cfg or TinyDiffusionConfig()
+    tokenizer = _char_level_clip_tokenizer()
+    n_blocks = len(cfg.block_out_channels)
+    image_channels = 3
+    unet_channels = cfg.latent_channels if cfg.latent else image_channels
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        unet = UNet2DConditionModel(
+            sample_size=cfg.sample_size,
+            in_channels=unet_channels,
+            out_channels=unet_channels,
+            block_out_channels=cfg.block_out_channels,
+            layers_per_block=cfg.layers_per_block,
+            down_block_types=("CrossAttnDownBlock2D",) * (n_blocks - 1) + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n_blocks - 1),
+            cross_attention_dim=cfg.cross_attention_dim,
+            attention_head_dim=cfg.attention_head_dim,
+            norm_num_groups=cfg.norm_num_groups,
+        )
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=cfg.cross_attention_dim,
+                intermediate_size=cfg.text_intermediate_size,
+                num_attention_heads=cfg.text_heads,
+                num_hidden_layers=cfg.text_layers,
+                max_position_embeddings=tokenizer.model_max_length,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+        vae = None
+        if cfg.latent:
+            n_vae = len(cfg.vae_block_out_channels)
+            vae = AutoencoderKL(
+                in_channels=image_channels,
+                out_channels=image_channels,
+                down_block_types=("DownEncoderBlock2D",) * n_vae,
+                up_block_types=("UpDecoderBlock2D",) * n_vae,
+                block_out_channels=cfg.vae_block_out_channels,
+                latent_channels=cfg.latent_channels,
+                norm_num_groups=cfg.norm_num_groups,
+                sample_size=cfg.sample_size * 2 ** (n_vae - 1),
+            ).eval()
+    scheduler = DDPMScheduler.from_config(SD_V1_SCHEDULER_CONFIG)
+    return DiffusionComponents(unet.eval(), text_encoder.eval(), tokenizer, scheduler, vae)
+
+
+def _load_scheduler(folder: Path) -> SchedulerMixin:
+    """Instantiate the scheduler class named in ``scheduler_config.json`` (e.g. PNDM for SD v1)."""
+    config = json.loads((folder / "scheduler_config.json").read_text())
+    name = config.get("_class_name", "DDPMScheduler")
+    cls = getattr(diffusers, name, None)
+    if cls is None or not issubclass(cls, SchedulerMixin):
+        raise ValueError(f"{folder / 'scheduler_config.json'}: unknown scheduler class {name!r}")
+    return cls.from_config(config)
+
+
+def load_components(path: str | Path) -> DiffusionComponents:
+    """Load components from a LOCAL diffusers-format directory (never from the hub).
+
+    Args:
+        path: Directory with subfolders unet, text_encoder, tokenizer, scheduler and optional vae
+            (absent: a pixel-space model, as written by :func:`save_pipeline`).
+
+    Returns:
+        The components, as stored (dtype included), in eval mode.
+
+    Raises:
+        FileNotFoundError: If the directory or a required subfolder is missing.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no local model directory at {str(path)!r}: {_LAYOUT_HINT}")
+    missing = [name for name in REQUIRED_SUBFOLDERS if not (root / name).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{root} lacks subfolder(s) {missing}: {_LAYOUT_HINT}")
+    unet = UNet2DConditionModel.from_pretrained(root / "unet", local_files_only=True)
+    text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True)
+    tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
+    vae = None
+    if (root / "vae").is_dir():
+        vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True).eval()
+    scheduler = _load_scheduler(root / "scheduler")
+    return DiffusionComponents(unet.eval(), text_encoder.eval(), tokenizer, scheduler, vae)
+
+
+def save_pipeline(
+    components: DiffusionComponents, path: str | Path, overwrite: bool = False
+) -> Path:
+    """Save components as a diffusers directory, atomically.
+
+    Latent models are saved through ``StableDiffusionPipeline.save_pretrained`` (no safety
+    checker), so ``StableDiffusionPipeline.from_pretrained(path)`` loads them. Pixel-space models
+    get the same subfolders without vae (and no model_index.json: no diffusers pipeline fits them);
+    :func:`load_components` reads both. The directory is written to a hidden sibling first and
+    renamed into place, so ``path`` is never half-written.
+
+    Args:
+        components: What to save.
+        path: Target directory.
+        overwrite: Replace an existing ``path``; otherwise an existing one is an error.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        FileExistsError: If ``path`` exists and ``overwrite`` is False.
+    """
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        if components.vae is not None:
+            StableDiffusionPipeline(
+                vae=components.vae,
+                text_encoder=components.text_encoder,
+                tokenizer=components.tokenizer,
+                unet=components.unet,
+                scheduler=components.scheduler,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            ).save_pretrained(partial)
+        else:
+            components.unet.save_pretrained(partial / "unet")
+            components.text_encoder.save_pretrained(partial / "text_encoder")
+            components.tokenizer.save_pretrained(partial / "tokenizer")
+            components.scheduler.save_pretrained(partial / "scheduler")
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / target.name)
+            os.replace(partial, target)
+            shutil.rmtree(old)
+        else:
+            os.replace(partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return target
+
+
+@torch.no_grad()
+def encode_prompts(components: DiffusionComponents, prompts: list[str]) -> Tensor:
+    """Text-encoder embeddings of prompts, as diffusers' StableDiffusionPipeline computes them.
+
+    Prompts are padded (and truncated) to ``tokenizer.model_max_length``; no attention mask
+    (SD v1 conditions on the padded sequence). Runs without autograd: the text encoder is frozen
+    in every use in this project.
+
+    Args:
+        components: Model components.
+        prompts: B prompts ("" for the unconditional embedding).
+
+    Returns:
+        last_hidden_state, (B, model_max_length, hidden_size), on the text encoder's device/dtype.
+    """
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError(f"prompts must be a non-empty list of str, got {prompts!r}")
+    tokenizer = components.tokenizer
+    ids = tokenizer(
+        prompts,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids  # (B, L)
+    return components.text_encoder(ids.to(components.text_encoder.device))[0]  # (B, L, D)
