@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -47,7 +48,9 @@ class LongTailClassifier(L.LightningModule):
                 "LongTailClassifier.dataset_info is missing: it is linked from the datamodule "
                 "by the CLI; pass a datamodules.DatasetInfo when building the model in Python"
             )
-        self.save_hyperparameters(ignore=["loss", "optimizer"])
+        # Plain types only in the checkpoint, so it loads with torch.load(weights_only=True).
+        self.save_hyperparameters(ignore=["loss", "optimizer", "dataset_info"])
+        self.hparams["dataset_info"] = asdict(dataset_info)
         self.dataset_info = dataset_info
         self.model = build_resnet18(dataset_info.num_classes, weights_path, small_input_stem)
         self.criterion = loss(dataset_info.class_counts)
