@@ -21,6 +21,7 @@ from datamodules.dataset import ImageListDataset, drop_corrupt
 from datamodules.info import DatasetInfo
 from datamodules.layout import Sample
 from datamodules.long_tail import head_mask
+from datamodules.resampling import ClassResampler, ResampleMode
 from datamodules.transforms import eval_transform, train_transform
 
 
@@ -47,6 +48,9 @@ class LongTailDataModule(L.LightningDataModule):
         head_threshold: Alternatively, head = classes with at least this many images.
         skip_corrupt: Drop undecodable images at setup (counted and logged) instead of failing.
         predict_split: Which split ``predict`` iterates (eval transforms), e.g. for features.
+        resample: Class-aware resampling of the training set: ``"oversample"`` (ROS),
+            ``"undersample"`` (RUS) or ``"class_balanced"``; ``"none"`` shuffles as usual.
+        seed: Seed of the resampling.
     """
 
     def __init__(
@@ -60,6 +64,8 @@ class LongTailDataModule(L.LightningDataModule):
         head_threshold: int | None = None,
         skip_corrupt: bool = False,
         predict_split: Literal["train", "test"] = "train",
+        resample: ResampleMode = "none",
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if resize_size < image_size:
@@ -73,6 +79,8 @@ class LongTailDataModule(L.LightningDataModule):
         self.head_threshold = head_threshold
         self.skip_corrupt = skip_corrupt
         self.predict_split = predict_split
+        self.resample = resample
+        self.seed = seed
         self._index: DatasetIndex | None = None
         self._info: DatasetInfo | None = None
         self.datasets: dict[str, Dataset] = {}
@@ -135,19 +143,23 @@ class LongTailDataModule(L.LightningDataModule):
             ),
         }
 
-    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool, sampler=None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["train"], shuffle=True)
+        train = self.datasets["train"]
+        sampler = None
+        if self.resample != "none":
+            sampler = ClassResampler(train.labels, self.resample, self.seed)
+        return self._loader(train, shuffle=True, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         """The (balanced) test set, as the long-tailed benchmarks report it."""

@@ -69,6 +69,15 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
         )
 
 
+def load_classifier_checkpoint(model: nn.Module, path: str | Path) -> None:
+    """Load every weight, final layer included, from a classifier checkpoint of this project."""
+    state = read_state_dict(path)
+    state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    if not state:
+        raise ValueError(f"{path}: not a LongTailClassifier checkpoint (no 'model.' weights)")
+    model.load_state_dict(state)
+
+
 def penultimate_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The 512-d global-average-pooled features before the final layer, ``(B, 512)``."""
     x = model.maxpool(model.relu(model.bn1(model.conv1(images))))

@@ -11,7 +11,11 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 
 from datamodules.info import DatasetInfo
-from lightning_modules.backbone import build_resnet18, penultimate_features
+from lightning_modules.backbone import (
+    build_resnet18,
+    load_classifier_checkpoint,
+    penultimate_features,
+)
 from lightning_modules.losses import CrossEntropy, LossFactory
 from lightning_modules.metrics import GroupedAccuracy, GroupedAccuracyResult
 from lightning_modules.schedules import ScheduleName, warmup_then
@@ -29,6 +33,12 @@ class LongTailClassifier(L.LightningModule):
         lr_schedule: ``"cosine"`` (the paper) or ``"constant"``, stepped per batch.
         warmup_epochs: Linear warm-up length in epochs.
         channels_last: Use the channels-last memory format on GPU.
+        posthoc_logit_adjustment: Post-hoc logit adjustment at evaluation (Menon et al.):
+            ``logits - tau * log(prior)``; 0 disables it.
+        init_checkpoint: Start from the weights of a classifier checkpoint of this project
+            (a second ``fit``, e.g. SYNAuG's last step).
+        freeze_backbone: Train only the final layer; the backbone, BatchNorm statistics
+            included, stays frozen (SYNAuG's last step, with ``resample: class_balanced``).
     """
 
     def __init__(
@@ -41,6 +51,9 @@ class LongTailClassifier(L.LightningModule):
         lr_schedule: ScheduleName = "cosine",
         warmup_epochs: float = 0.0,
         channels_last: bool = True,
+        posthoc_logit_adjustment: float = 0.0,
+        init_checkpoint: str | None = None,
+        freeze_backbone: bool = False,
     ) -> None:
         super().__init__()
         if dataset_info is None:
@@ -53,6 +66,17 @@ class LongTailClassifier(L.LightningModule):
         self.hparams["dataset_info"] = asdict(dataset_info)
         self.dataset_info = dataset_info
         self.model = build_resnet18(dataset_info.num_classes, weights_path, small_input_stem)
+        if init_checkpoint is not None:
+            load_classifier_checkpoint(self.model, init_checkpoint)
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            self.model.requires_grad_(False)
+            self.model.fc.requires_grad_(True)
+        prior = torch.tensor(dataset_info.class_counts, dtype=torch.float32)
+        self.register_buffer(
+            "eval_adjustment", posthoc_logit_adjustment * torch.log(prior / prior.sum()),
+            persistent=False,
+        )
         self.criterion = loss(dataset_info.class_counts)
         self.optimizer_factory = optimizer
         self.lr_schedule = lr_schedule
@@ -79,11 +103,18 @@ class LongTailClassifier(L.LightningModule):
         if self.channels_last and self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
 
+    def on_train_epoch_start(self) -> None:
+        if self.freeze_backbone:  # frozen BatchNorm statistics: the backbone stays in eval mode
+            self.model.eval()
+            self.model.fc.train()
+
     # ---- one step for train / val / test -----------------------------------------------------
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         images, target = batch
         logits = self(images)
         loss = self.criterion(logits, target)
+        if stage != "train":
+            logits = logits - self.eval_adjustment
         self.log(f"{stage}/loss", loss, prog_bar=stage == "train", sync_dist=stage != "train",
                  batch_size=images.shape[0])
         if stage in self.accuracy:
@@ -132,7 +163,7 @@ class LongTailClassifier(L.LightningModule):
 
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
         total = self.trainer.estimated_stepping_batches
         epochs = max(self.trainer.max_epochs or 1, 1)
         warmup = int(self.warmup_epochs * total / epochs)

@@ -41,8 +41,29 @@ def tiny_datamodule(embedded_cache):
     )
 
 
-def tiny_data_args(cache: str) -> list[str]:
-    """CLI overrides that point a shipped config at the tiny embedded dataset."""
-    args = [f"--data.init_args.cache_dir={cache}"]
-    args += [f"--data.init_args.settings.{k}={v}" for k, v in TINY_SETTINGS.items()]
-    return args + ["--data.init_args.batch_size=8"]
+def tiny_data_args(cache: str, prefix: str = "data.init_args") -> list[str]:
+    """CLI overrides that point a shipped config at the tiny embedded dataset; ``prefix`` is where
+    the EmbeddedFoodLT's init args sit (``data.init_args.real.init_args`` for a wrapper)."""
+    args = [f"--{prefix}.cache_dir={cache}"]
+    args += [f"--{prefix}.settings.{k}={v}" for k, v in TINY_SETTINGS.items()]
+    return args + [f"--{prefix}.batch_size=8"]
+
+
+@pytest.fixture()
+def synthetic_manifest(tmp_path, tiny_datamodule):
+    """A synthetic set in the manifest format: 3 images per tail class (copies of test images)."""
+    import shutil
+
+    from datamodules.manifest import ManifestRow, write_manifest
+
+    out = tmp_path / "synthetic"
+    info, rows = tiny_datamodule.dataset_info, []
+    for label, name in enumerate(info.class_names):
+        tests = [s for s in tiny_datamodule.index.test if s.label == label][:3]
+        for k, sample in enumerate(tests):
+            rel = f"images/{name}/{k:06d}.jpg"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(sample.path, out / rel)
+            rows.append(ManifestRow(path=rel, label=label, class_name=name, seed=k, sampler="copy"))
+    write_manifest(out / "manifest.jsonl", rows)
+    return out / "manifest.jsonl"

@@ -1,0 +1,130 @@
+"""Real long-tailed training set + synthetic sets (manifests), optionally with Mixup.
+
+The real datamodule is injected (any :class:`LongTailDataModule`) and keeps serving validation,
+test and predict; this module only changes what training sees. The model's ``dataset_info``
+stays the real one (head/tail are defined by the real training counts).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import ConcatDataset, DataLoader
+
+from datamodules.dataset import ImageListDataset
+from datamodules.info import DatasetInfo
+from datamodules.layout import Sample
+from datamodules.long_tailed import LongTailDataModule
+from datamodules.manifest import read_manifest
+from datamodules.mixup import MixupCollate, MixupPlanner, PlannedBatches
+
+MixMode = Literal["none", "mixup_random", "mixup_all"]
+
+
+class RealSyntheticDataModule(L.LightningDataModule):
+    """Train on real + synthetic images.
+
+    Args:
+        real: The real dataset (its loaders serve val/test/predict unchanged).
+        synthetic: ``manifest.jsonl`` files (or directories holding one) of generated sets.
+        mode: ``"none"`` (plain union), ``"mixup_random"`` (SYNAuG) or ``"mixup_all"``; see
+            :mod:`datamodules.mixup`.
+        mixup_alpha: Beta(a, a) parameter of the per-batch mixing weight.
+        max_synthetic_per_class: Cap on synthetic images per class (manifest order).
+        synthetic_ratio: Cap per class of synthetic : real images (e.g. ``1.0``: at most as many
+            synthetic as real images of that class).
+        tail_only: Use synthetic images of tail classes only.
+        seed: Seed of the batch plans.
+    """
+
+    def __init__(
+        self,
+        real: LongTailDataModule,
+        synthetic: list[str] | None = None,
+        mode: MixMode = "mixup_random",
+        mixup_alpha: float = 1.0,
+        max_synthetic_per_class: int | None = None,
+        synthetic_ratio: float | None = None,
+        tail_only: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if mode not in ("none", "mixup_random", "mixup_all"):
+            raise ValueError(f"mode={mode!r}: expected 'none', 'mixup_random' or 'mixup_all'")
+        self.real = real
+        self.synthetic = list(synthetic or [])
+        self.mode = mode
+        self.mixup_alpha = mixup_alpha
+        self.max_synthetic_per_class = max_synthetic_per_class
+        self.synthetic_ratio = synthetic_ratio
+        self.tail_only = tail_only
+        self.seed = seed
+        self.synthetic_samples: list[Sample] = []
+        self.train_set: ConcatDataset | None = None
+
+    @property
+    def dataset_info(self) -> DatasetInfo:
+        return self.real.dataset_info
+
+    def prepare_data(self) -> None:
+        self.real.prepare_data()
+
+    def select_synthetic(self) -> list[Sample]:
+        """Every manifest row, validated, then filtered by the per-class options."""
+        info = self.dataset_info
+        by_class: dict[int, list[Sample]] = defaultdict(list)
+        for manifest in self.synthetic:
+            for s in read_manifest(manifest, info.class_names):
+                by_class[s.label].append(Sample(s.path, s.label))
+        chosen: list[Sample] = []
+        for label in sorted(by_class):
+            if self.tail_only and info.head_mask[label]:
+                continue
+            cap = len(by_class[label])
+            if self.max_synthetic_per_class is not None:
+                cap = min(cap, self.max_synthetic_per_class)
+            if self.synthetic_ratio is not None:
+                cap = min(cap, int(self.synthetic_ratio * info.class_counts[label]))
+            chosen += by_class[label][:cap]
+        return chosen
+
+    def setup(self, stage: str | None = None) -> None:
+        self.real.setup(stage)
+        real_train = self.real.datasets["train"]
+        self.synthetic_samples = self.select_synthetic()
+        synthetic = ImageListDataset(self.synthetic_samples, real_train.transform)
+        self.train_set = ConcatDataset([real_train, synthetic])
+        rank_zero_info(
+            f"{type(self).__name__}: {len(real_train)} real + {len(synthetic)} synthetic training "
+            f"images from {len(self.synthetic)} manifest(s), mode={self.mode}"
+        )
+
+    @property
+    def is_synthetic(self) -> list[bool]:
+        n_real = len(self.real.datasets["train"])
+        return [False] * n_real + [True] * len(self.synthetic_samples)
+
+    def train_dataloader(self) -> DataLoader:
+        common = dict(num_workers=self.real.num_workers,
+                      persistent_workers=self.real.num_workers > 0,
+                      pin_memory=torch.cuda.is_available())
+        if self.mode == "none":
+            return DataLoader(self.train_set, batch_size=self.real.batch_size, shuffle=True,
+                              **common)
+        planner = MixupPlanner(self.mode, self.is_synthetic, self.real.batch_size, self.seed)
+        collate = MixupCollate(self.dataset_info.num_classes, self.mixup_alpha)
+        return DataLoader(PlannedBatches(self.train_set), sampler=planner, batch_size=None,
+                          collate_fn=collate, **common)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.real.val_dataloader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self.real.test_dataloader()
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.real.predict_dataloader()
