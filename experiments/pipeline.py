@@ -15,9 +15,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from lightning.pytorch.utilities import rank_zero_info
+
+from experiments.table import Row, write_table
 
 
 @dataclass
@@ -120,37 +123,59 @@ def run_stages(
     return records
 
 
+@dataclass
+class SummaryLine:
+    """A single metric of a stage shown under the table (ARI, recovered pairs, FID, ...)."""
+
+    label: str
+    stage: str
+    metric: str
+    digits: int = 3
+
+
 def run_pipeline(
-    config: str, run_dir: str | None = None, overrides: list[str] | None = None
+    stages: list[Stage],
+    run_dir: str = "runs/pipeline",
+    params: dict[str, Any] | None = None,
+    table: list[Row] | None = None,
+    summary: list[SummaryLine] | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, dict]:
-    """Run the pipeline described by ``config`` and print its results table.
+    """Run a pipeline and print its results table; ``--config <pipeline.yaml>`` gives the
+    arguments (the signature is the YAML's schema).
+
+    In stage arguments and table rows, ``{run_dir}`` and ``{<param>}`` are replaced by their
+    values, so one pipeline serves the main job, the tests and sweep trials.
 
     Args:
-        config: Pipeline YAML with ``run_dir``, ``stages`` (list of :class:`Stage` fields) and
-            ``table`` (rows of ``{label, stage}`` whose test accuracies are reported).
-        run_dir: Overrides the YAML's ``run_dir``.
+        stages: The steps, in order.
+        run_dir: Where everything of this pipeline is written.
+        params: Named values used in the arguments (e.g. the sampler's tau and alpha).
+        table: Classifier runs for the head / tail / overall table.
+        summary: Single metrics of stages, listed under the table.
         overrides: Arguments appended to every LightningCLI stage, e.g.
             ``["--trainer.accelerator=gpu", "--trainer.devices=4"]``.
     """
-    spec = yaml.safe_load(Path(config).read_text())
-    out = Path(run_dir or spec["run_dir"])
-    stages = [Stage(**s) for s in spec["stages"]]
+    values = {**(params or {}), "run_dir": run_dir}
+    stages = [Stage(s.name, [str(a).format_map(values) for a in s.args], s.metrics, s.after,
+                    s.resume) for s in stages]
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
-        raise ValueError(f"{config}: stage names must be unique, got {names}")
+        raise ValueError(f"stage names must be unique, got {names}")
+    out = Path(run_dir)
     records = run_stages(stages, out, overrides)
-    table = results_table(spec.get("table", []), records)
-    (out / "results.md").write_text(table + "\n")
-    print(table)
+    rows = [Row(r.method, r.run_dir.format_map(values), r.dataset, r.paper) for r in table or []]
+    report = write_table(rows, out / "results") + "\n\n" + summary_lines(summary or [], records)
+    (out / "results.md").write_text(report + "\n")
+    print(report)
     return records
 
 
-def results_table(rows: list[dict], records: dict[str, dict]) -> str:
-    """Markdown table of head / tail / overall top-1 for the configured rows."""
-    lines = ["| Method | Head | Tail | Overall |", "|---|---|---|---|"]
-    for row in rows:
-        m = records[row["stage"]]["metrics"]
-        cells = [f"{m[k]:.1f}" if k in m else "-" for k in
-                 ("test/acc_head", "test/acc_tail", "test/acc_overall")]
-        lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def summary_lines(lines: list[SummaryLine], records: dict[str, dict]) -> str:
+    """``label: value`` lines for single metrics of stages."""
+    out = []
+    for line in lines:
+        value = records.get(line.stage, {}).get("metrics", {}).get(line.metric)
+        shown = "not measured" if value is None else f"{value:.{line.digits}f}"
+        out.append(f"- {line.label}: {shown}")
+    return "\n".join(out)

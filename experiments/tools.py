@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 TOOLS: dict[str, str] = {
     "pipeline": "experiments.pipeline:run_pipeline",
+    "table": "experiments.table:make_table",
 }
 
 
