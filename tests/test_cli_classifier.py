@@ -69,14 +69,45 @@ def test_fit_killed_mid_run_resumes_from_last(tmp_path, embedded_cache):
     assert resumed.trainer.global_step == 6  # epochs 1 and 2 only: epoch 0 was not redone
 
 
-@pytest.mark.parametrize(
-    "config",
-    ["experiments/configs/embedded/classifier_ce.yaml"],
-)
-def test_shipped_classifier_configs_fast_dev_run(config, tmp_path, embedded_cache):
-    cli = cli_main(["fit", "--config", config, f"--trainer.default_root_dir={tmp_path}",
-                    "--trainer.fast_dev_run=true", *tiny_data_args(embedded_cache)])
+BASELINES = sorted(str(p) for p in Path("experiments/configs/baselines").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("delta", [None, *BASELINES])
+def test_embedded_classifier_and_each_baseline_fast_dev_run(delta, tmp_path, embedded_cache):
+    stacked = ["--config", delta] if delta else []
+    extra = []
+    if delta and "synaug_last_layer" in delta:  # a second fit from a first run's checkpoint
+        first = cli_main(["fit", *_args(tmp_path / "first", embedded_cache,
+                                        "--trainer.fast_dev_run=true")])
+        ckpt = tmp_path / "first.ckpt"
+        first.trainer.save_checkpoint(ckpt)
+        extra = [f"--model.init_args.init_checkpoint={ckpt}"]
+    cli = cli_main(["fit", "--config", CONFIG, *stacked, f"--trainer.default_root_dir={tmp_path}",
+                    "--trainer.fast_dev_run=true", *tiny_data_args(embedded_cache), *extra])
     assert cli.trainer.state.finished
+    if delta and "synaug_last_layer" in delta:
+        model = cli.model.model
+        assert not model.layer1[0].conv1.weight.requires_grad and model.fc.weight.requires_grad
+        assert not model.bn1.training  # frozen BatchNorm statistics
+
+
+@pytest.mark.parametrize("dataset", ["food101_lt", "vfn_lt"])
+def test_real_dataset_configs_on_a_tiny_local_copy(dataset, tmp_path):
+    from test_datasets import make_food101, make_vfn
+
+    root = make_food101(tmp_path / "food") if dataset == "food101_lt" else make_vfn(tmp_path / "vfn")
+    extra = ["--data.init_args.long_tail.n_max=6", "--data.init_args.long_tail.imbalance_factor=6"]
+    cli = cli_main([
+        "fit", "--config", f"experiments/configs/{dataset}/classifier_ce.yaml",
+        f"--trainer.default_root_dir={tmp_path / 'run'}", "--trainer.fast_dev_run=true",
+        "--trainer.accelerator=cpu", "--trainer.precision=32-true",
+        f"--data.init_args.root={root}", "--data.init_args.num_head_classes=1",
+        "--data.init_args.image_size=16", "--data.init_args.resize_size=16",
+        "--data.init_args.batch_size=4", "--data.init_args.num_workers=0",
+        *(extra if dataset == "food101_lt" else []),
+    ])
+    assert cli.trainer.state.finished
+    assert cli.datamodule.dataset_info.num_classes == 3
 
 
 def test_csv_logger_alternative(tmp_path, embedded_cache):

@@ -116,8 +116,8 @@ def test_corrupt_image_error_names_the_file_and_skip_corrupt_counts(tmp_path):
         assert skipping.dataset_info.class_counts == [6, 5, 6]
 
 
-def test_vfn_layout_with_split_lists(tmp_path):
-    root = tmp_path / "vfn"
+def make_vfn(root: Path) -> Path:
+    """A VFN-LT-layout directory: class subfolders plus split lists."""
     for c, name in enumerate(CLASSES):
         for k in range(3):
             _jpeg(root / "images" / name / f"img{k}.png", 30 * c)
@@ -125,7 +125,11 @@ def test_vfn_layout_with_split_lists(tmp_path):
     (root / "train_lt.txt").write_text("apple_pie/img0.png\napple_pie/img1.png\nbibimbap/img0.png\n"
                                       "churros/img2.png\n")
     (root / "test.txt").write_text("\n".join(f"{n}/img2.png" for n in CLASSES))
-    info = VFNLT(root=str(root), head_threshold=2).dataset_info
+    return root
+
+
+def test_vfn_layout_with_split_lists(tmp_path):
+    info = VFNLT(root=str(make_vfn(tmp_path / "vfn")), head_threshold=2).dataset_info
     assert info.class_counts == [2, 1, 1]
     assert info.head_mask == [True, False, False]
 
