@@ -9,6 +9,11 @@ from collections.abc import Callable
 TOOLS: dict[str, str] = {
     "pipeline": "experiments.pipeline:run_pipeline",
     "table": "experiments.table:make_table",
+    "trial": "experiments.sweep:trial",
+    "sweep": "experiments.sweep:run_offline_sweep",
+    "evaluate-synthetic": "experiments.evaluate_synthetic:evaluate_synthetic",
+    "plots": "experiments.plots:render_plots",
+    "negatives": "experiments.negatives:select_negatives",
 }
 
 

@@ -50,7 +50,7 @@ class EmbeddedSettings:
         seed: Master seed.
     """
 
-    image_size: int = 32
+    image_size: int = 16
     n_max: int = 100
     imbalance_factor: float = 50.0
     num_test: int = 40

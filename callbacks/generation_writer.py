@@ -1,0 +1,174 @@
+"""Writes generated images (PNG + generation record) and rebuilds ``manifest.jsonl`` from them.
+
+Safe to kill at any point and resumable:
+
+1. ``setup``: rank 0 deletes temporary files a killed run left behind and lists the requests
+   whose PNG exists and decodes with its record; the list is broadcast and the datamodule skips
+   those requests, so every rank shards the same pending list (each image exactly once).
+2. Every image is written to a temporary name in its final folder and renamed into place
+   (``os.replace`` is atomic), so a PNG that exists is complete.
+3. ``teardown``: after a barrier, rank 0 rebuilds ``manifest.jsonl`` from the records embedded in
+   the PNGs of the whole request list (atomic write), so the manifest always matches the files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from datamodules.generation import GenerationRequest, GenerationRequests
+from datamodules.manifest import MANIFEST_NAME, ManifestRow, write_manifest
+
+RECORD_KEY = "generation"
+TMP_SUFFIX = ".tmp"
+
+
+def write_png(path: Path, image: torch.Tensor, row: ManifestRow) -> None:
+    """Write a (3, H, W) image in [0, 1] as PNG with ``row`` as text metadata, atomically."""
+    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    info = PngInfo()
+    info.add_text(RECORD_KEY, row.to_json())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    with open(tmp, "wb") as f:
+        Image.fromarray(array).save(f, format="PNG", pnginfo=info)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_record(path: Path, decode: bool = False) -> ManifestRow | None:
+    """The generation record of a PNG, or None if it is missing, unreadable or has none.
+
+    The record is a text chunk written before the pixel data, so it is read without decoding the
+    image; ``decode=True`` also decodes the pixels (catches files damaged after writing).
+    """
+    try:
+        with Image.open(path) as image:
+            if decode:
+                image.load()
+            text = image.info.get(RECORD_KEY)
+        return None if text is None else ManifestRow(**json.loads(text))
+    except (OSError, SyntaxError, ValueError, TypeError):
+        return None
+
+
+def remove_temporary_files(output_dir: Path) -> int:
+    """Delete the temporary files of interrupted writes; returns how many."""
+    stale = list((output_dir / "images").glob(f"*/.*{TMP_SUFFIX}"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
+def completed(
+    output_dir: Path, requests: Sequence[GenerationRequest], decode: bool = False
+) -> set[int]:
+    """Indices of the requests whose PNG exists, is readable and records the request's seed."""
+    done = set()
+    for request in requests:
+        row = read_record(output_dir / request.relative_path, decode)
+        if row is not None and row.seed == request.seed and row.class_name == request.class_name:
+            done.add(request.index)
+    return done
+
+
+class GenerationWriter(BasePredictionWriter):
+    """Writes ``images/<class>/<seed>.png`` per generated image and the manifest at the end.
+
+    Needs a :class:`~datamodules.generation.GenerationRequests` datamodule and a model whose
+    ``predict_step`` returns ``SynthesisOutput`` (images + manifest rows).
+
+    Args:
+        output_dir: Output directory; default: the trainer's ``default_root_dir``.
+        verify_existing: On resume, fully decode every existing PNG before skipping its request
+            (slower; the atomic writes already guarantee that a PNG that exists is complete).
+    """
+
+    def __init__(self, output_dir: str | None = None, verify_existing: bool = False) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = output_dir
+        self.verify_existing = verify_existing
+        self._root: Path | None = None
+        self._written = 0
+        self._start = 0.0
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            raise RuntimeError("GenerationWriter.root is known only after setup")
+        return self._root
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "predict":
+            return
+        datamodule = trainer.datamodule
+        if not isinstance(datamodule, GenerationRequests):
+            raise TypeError(
+                "GenerationWriter needs a datamodules.generation.GenerationRequests datamodule, "
+                f"got {type(datamodule).__name__}"
+            )
+        self._root = Path(self.output_dir or trainer.default_root_dir)
+        self._written, self._start = 0, 0.0
+        done: set[int] | None = None
+        if trainer.is_global_zero:
+            removed = remove_temporary_files(self.root)
+            if removed:
+                rank_zero_info(f"generation: removed {removed} temporary file(s) of a killed run")
+            done = completed(self.root, datamodule.all_requests, self.verify_existing)
+        done = trainer.strategy.broadcast(done, src=0)
+        datamodule.skip(done)
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._written, self._start = 0, time.perf_counter()
+
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
+    ) -> None:
+        for image, row in zip(prediction.images, prediction.rows):
+            write_png(self.root / row.path, image, row)
+        self._written += len(prediction.rows)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "predict" or self._root is None:
+            return
+        seconds = time.perf_counter() - self._start if self._start else 0.0
+        stats = torch.tensor([float(self._written)], device=pl_module.device)  # NCCL: on device
+        written = int(trainer.strategy.reduce(stats, reduce_op="sum").item())
+        stats = torch.tensor([seconds], device=pl_module.device)
+        seconds = float(trainer.strategy.reduce(stats, reduce_op="max").item())
+        trainer.strategy.barrier("generation_writer_manifest")
+        if trainer.is_global_zero:
+            self.rebuild_manifest(trainer.datamodule.all_requests)
+        if written:
+            rank_zero_info(
+                f"generation: {written} images in {seconds:.1f} s "
+                f"({written / max(seconds, 1e-9):.2f} images/s)"
+            )
+        trainer.strategy.barrier("generation_writer_done")
+
+    def rebuild_manifest(self, requests: Sequence[GenerationRequest]) -> Path:
+        """Rewrite ``manifest.jsonl`` from the PNG records of ``requests`` (in request order)."""
+        rows, missing = [], 0
+        for request in requests:
+            row = read_record(self.root / request.relative_path)
+            if row is None:
+                missing += 1
+            else:
+                rows.append(row)
+        path = write_manifest(self.root / MANIFEST_NAME, rows)
+        rank_zero_info(
+            f"generation: manifest {path} has {len(rows)} of {len(requests)} images"
+            + (f" ({missing} missing: run again to finish)" if missing else "")
+        )
+        return path

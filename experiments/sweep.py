@@ -1,0 +1,134 @@
+"""Sweeps over the sampler's tau and alpha: one trial = a generation then a classifier run.
+
+- ``python -m experiments trial --pipeline <trial.yaml> --tau 0.5 --alpha 0.8`` runs one trial
+  (the pipeline with ``{tau}``/``{alpha}`` filled in) and logs its metrics to W&B. This is the
+  ``command`` of the W&B sweep YAMLs (``${args}`` expands to ``--tau=... --alpha=...``), so a
+  W&B server's ``wandb agent`` drives it unchanged.
+- ``python -m experiments sweep --sweep <sweep.yaml>`` runs the same sweep YAML without a W&B
+  server: the ``sweeps`` package (``sweeps.next_run``) proposes grid / random / bayes trials
+  locally; each trial is run in-process, logged to an offline W&B run and to ``trials.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from experiments.pipeline import Stage, SummaryLine, run_pipeline
+from experiments.table import Row
+
+
+def load_pipeline(path: str | Path) -> dict[str, Any]:
+    """A pipeline YAML as keyword arguments of :func:`run_pipeline`."""
+    spec = yaml.safe_load(Path(path).read_text())
+    spec["stages"] = [Stage(**s) for s in spec["stages"]]
+    spec["table"] = [Row(**r) for r in spec.get("table", [])]
+    spec["summary"] = [SummaryLine(**s) for s in spec.get("summary", [])]
+    return spec
+
+
+def trial(
+    pipeline: str,
+    tau: float = 0.8,
+    alpha: float = 0.8,
+    result_stage: str = "classifier_test",
+    run_root: str = "runs/sweeps",
+    overrides: list[str] | None = None,
+) -> dict[str, float]:
+    """Run one sweep trial and return (and log) the metrics of ``result_stage``.
+
+    Args:
+        pipeline: Trial pipeline YAML whose stage arguments use ``{tau}`` and ``{alpha}``.
+        tau: DiSC-DS tau.
+        alpha: DiSC-DS alpha (weight of plain CFG against CCFG).
+        result_stage: The stage whose metrics are the trial's result.
+        run_root: Each trial writes under ``<run_root>/tau<tau>_alpha<alpha>``.
+        overrides: Appended to every LightningCLI stage (see :func:`run_pipeline`).
+    """
+    spec = load_pipeline(pipeline)
+    spec["params"] = {**spec.get("params", {}), "tau": tau, "alpha": alpha}
+    spec["run_dir"] = str(Path(run_root) / f"tau{tau:g}_alpha{alpha:g}")
+    records = run_pipeline(**spec, overrides=overrides)
+    metrics = records[result_stage]["metrics"]
+    _log_to_wandb(spec["run_dir"], {"tau": tau, "alpha": alpha}, metrics)
+    return metrics
+
+
+def _log_to_wandb(run_dir: str, config: dict, metrics: dict) -> None:
+    """Log a trial's result to W&B: the agent's run when a sweep agent started us, else an
+    offline run in the trial directory (``WANDB_MODE`` is respected, e.g. ``disabled``)."""
+    import wandb
+
+    mode = os.environ.get("WANDB_MODE", "offline")
+    run = wandb.init(project="lt-food-synth-sweeps", dir=run_dir, config=config, mode=mode,
+                     reinit="finish_previous")
+    run.log(metrics)
+    run.summary.update(metrics)
+    run.finish()
+
+
+def _trial_args(command: list[str], params: dict[str, Any]) -> list[str]:
+    """The sweep YAML's command as ``experiments`` arguments, with ``${args}`` filled in."""
+    if "experiments" not in command:
+        raise ValueError(f"sweep command {command}: expected '... -m experiments <subcommand> ...'")
+    rest = command[command.index("experiments") + 1 :]
+    args: list[str] = []
+    for item in rest:
+        if item == "${args}":
+            args += [f"--{k}={v}" for k, v in params.items()]
+        else:
+            args.append(item)
+    return args
+
+
+def run_offline_sweep(
+    sweep: str, out_dir: str = "runs/sweeps/offline", max_trials: int | None = None
+) -> list[dict[str, Any]]:
+    """Run a W&B sweep YAML locally (no W&B server) and write ``<out_dir>/trials.csv``.
+
+    Args:
+        sweep: A W&B sweep YAML (``method``, ``metric``, ``parameters``, ``command``).
+        out_dir: Where the trial table goes.
+        max_trials: Stop after this many trials (a grid stops by itself when exhausted).
+    """
+    import warnings
+
+    from experiments.__main__ import cli_main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from sweeps import RunState, SweepRun, next_run  # noqa: F401 (pydantic warnings)
+
+    config = yaml.safe_load(Path(sweep).read_text())
+    metric = config["metric"]["name"]
+    runs: list = []
+    rows: list[dict[str, Any]] = []
+    while max_trials is None or len(runs) < max_trials:
+        suggestion = next_run(config, runs)
+        if suggestion is None:
+            break
+        params = {k: v["value"] for k, v in suggestion.config.items()}
+        result = cli_main(_trial_args(config["command"], params)) or {}
+        suggestion.state = RunState.finished
+        suggestion.summary_metrics = dict(result)
+        runs.append(suggestion)
+        rows.append({"trial": len(runs), **params, **result})
+        _write_trials(Path(out_dir) / "trials.csv", rows)
+    best = max(rows, key=lambda r: r.get(metric, float("-inf")), default=None)
+    print(f"{len(rows)} trials; best {metric}: {best}")
+    return rows
+
+
+def _write_trials(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)

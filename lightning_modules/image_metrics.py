@@ -1,0 +1,422 @@
+"""Feature extractors, per-class FID and cached real-image statistics for FID / IS (no Lightning).
+
+Every metric here is a torchmetrics metric underneath (``FrechetInceptionDistance``,
+``InceptionScore``); this module only decides WHICH network turns images into features and keeps
+the real-image statistics on disk. An extractor runs once per image and returns both outputs a
+metric needs (:class:`MetricFeaturesOutput`): pooled features for FID, class logits for IS. The
+torchmetrics objects are then fed those features through identity "feature" modules, so they
+hold no network weights (nothing large ends up in a checkpoint) and per-class FID costs no extra
+forward passes.
+
+Metric names carry the extractor's name (``fid_inception``, ``fid_resnet18``, ``is_resnet18``):
+a FID measured with the project's ResNet-18 cannot be mistaken for the standard Inception FID.
+
+Images are ``(B, 3, H, W)`` floats in [0, 1] everywhere; :func:`metric_image_transform` (PIL) and
+:func:`resize_for_metric` (tensors) bring real and generated images to the same size the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.inception import InceptionScore
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from datamodules.dataset import ImageListDataset
+from datamodules.layout import Sample
+from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
+from lightning_modules.backbone import build_resnet18, penultimate_features, read_state_dict
+
+INCEPTION_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
+TORCH_FIDELITY_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's name
+INCEPTION_WEIGHTS_ENV = "LT_FOOD_SYNTH_INCEPTION_WEIGHTS"
+DEFAULT_WEIGHTS_DIR = Path("~/.cache/lt-food-synth/weights")
+DEFAULT_STATS_CACHE = ".cache/lt-food-synth/fid_stats"
+ALL = "all"  # the group of every class in per-class statistics
+
+
+# ---- feature extractors ------------------------------------------------------------------------
+@dataclass
+class MetricFeaturesOutput:
+    """What one forward pass of an extractor gives: ``features`` (B, D) for FID, ``logits``
+    (B, K) for IS."""
+
+    features: Tensor
+    logits: Tensor
+
+
+class MetricFeatures(nn.Module):
+    """Base class: images ``(B, 3, H, W)`` in [0, 1] -> :class:`MetricFeaturesOutput`.
+
+    Subclasses set ``name`` (used in metric names: ``fid_<name>``), ``num_features`` and
+    implement :meth:`forward` and :meth:`identity` (what the cached statistics depend on).
+    """
+
+    name: str = "features"
+    num_features: int = 0
+
+    def identity(self) -> str:
+        """A string that changes whenever the features would (name, weights, preprocessing)."""
+        raise NotImplementedError
+
+    def forward(self, images: Tensor) -> MetricFeaturesOutput:
+        raise NotImplementedError
+
+    def train(self, mode: bool = True) -> MetricFeatures:
+        return super().train(False)  # frozen: always in eval mode
+
+
+def _file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def default_inception_weights_path() -> Path:
+    """``$LT_FOOD_SYNTH_INCEPTION_WEIGHTS``, else ``~/.cache/lt-food-synth/weights/<name>``
+    (either release name of the file, pytorch-fid's first)."""
+    if os.environ.get(INCEPTION_WEIGHTS_ENV):
+        return Path(os.environ[INCEPTION_WEIGHTS_ENV]).expanduser()
+    folder = DEFAULT_WEIGHTS_DIR.expanduser()
+    for name in (INCEPTION_WEIGHTS_NAME, TORCH_FIDELITY_WEIGHTS_NAME):
+        if (folder / name).is_file():
+            return folder / name
+    return folder / INCEPTION_WEIGHTS_NAME
+
+
+def missing_inception_message(path: Path) -> str:
+    return (
+        f"Inception weights not found: {path}. FID/IS with Inception needs the FID InceptionV3 "
+        f"weights file {INCEPTION_WEIGHTS_NAME} (the TF 2015-12-05 Inception converted to PyTorch; "
+        f"torch-fidelity publishes the same weights as {TORCH_FIDELITY_WEIGHTS_NAME}). Nothing is "
+        f"downloaded: copy the file to {DEFAULT_WEIGHTS_DIR / INCEPTION_WEIGHTS_NAME}, or set "
+        f"{INCEPTION_WEIGHTS_ENV}=/path/to/it, or pass weights_path=/path/to/it (config: "
+        "extractor.init_args.weights_path). Or use ResNetFeatures for metrics named *_resnet18."
+    )
+
+
+class InceptionFeatures(MetricFeatures):
+    """torch-fidelity's FID InceptionV3 (2048-d pool features, 1008 logits), from a LOCAL file.
+
+    Args:
+        weights_path: The weights file (see :func:`default_inception_weights_path` for None).
+
+    Raises:
+        FileNotFoundError: The file is missing; the message names the file needed and where to
+            put it. Nothing is ever downloaded.
+    """
+
+    name = "inception"
+    num_features = 2048
+
+    def __init__(self, weights_path: str | None = None) -> None:
+        super().__init__()
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        path = Path(weights_path).expanduser() if weights_path else default_inception_weights_path()
+        if not path.is_file():
+            raise FileNotFoundError(missing_inception_message(path))
+        # torch-fidelity unpickles the file with weights_only=False; refuse anything that a
+        # weights-only load rejects, so only plain tensors ever reach it.
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(
+                f"weights_path={str(path)!r} is not a plain tensor state dict that loads with "
+                f"torch.load(weights_only=True): {err}"
+            ) from err
+        try:
+            self.net = FeatureExtractorInceptionV3(
+                "inception-v3-compat", ["2048", "logits_unbiased"],
+                feature_extractor_weights_path=str(path),
+            )
+        except RuntimeError as err:  # load_state_dict: wrong keys or shapes
+            raise ValueError(
+                f"weights_path={str(path)!r} is not an FID InceptionV3 state dict "
+                f"({INCEPTION_WEIGHTS_NAME}): {err}"
+            ) from err
+        self.weights_path = path
+        self._identity = f"inception-v3-fid:{_file_sha256(path)}"
+
+    def identity(self) -> str:
+        return self._identity
+
+    def forward(self, images: Tensor) -> MetricFeaturesOutput:
+        # torch-fidelity's protocol: uint8 in [0, 255], resized to 299 inside the network
+        pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+        features, logits = self.net(pixels)
+        return MetricFeaturesOutput(features.float(), logits.float())
+
+
+class ResNetFeatures(MetricFeatures):
+    """This project's ResNet-18: penultimate features (512-d) and classifier logits.
+
+    Metrics computed with it are named ``*_resnet18`` (or ``*_<name>``), never plain FID.
+
+    Args:
+        weights_path: A classifier checkpoint of this project (``.ckpt``) or a ResNet-18 state
+            dict (``.safetensors`` / ``.pth``); the number of classes and the stem variant are
+            read from the tensors. None: a random ResNet-18 seeded with ``seed`` (smoke runs
+            only; its metrics say nothing about image quality).
+        input_size: Resize images to this square size first (None: as given).
+        num_classes: Classes of the random network (ignored with ``weights_path``).
+        small_input_stem: Stem of the random network (ignored with ``weights_path``).
+        seed: Seed of the random network.
+        name: The name in metric keys.
+    """
+
+    num_features = 512
+
+    def __init__(
+        self,
+        weights_path: str | None = None,
+        input_size: int | None = None,
+        num_classes: int = 10,
+        small_input_stem: bool = True,
+        seed: int = 0,
+        name: str = "resnet18",
+    ) -> None:
+        super().__init__()
+        if input_size is not None and input_size < 1:
+            raise ValueError(f"input_size={input_size}: expected a positive size or None")
+        self.name = name
+        self.input_size = input_size
+        if weights_path is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                self.model = build_resnet18(num_classes, None, small_input_stem)
+            weights = f"random-seed{seed}-classes{num_classes}-small{small_input_stem}"
+        else:
+            state = read_state_dict(weights_path)
+            if any(k.startswith("model.") for k in state):
+                state = {k.removeprefix("model."): v for k, v in state.items()
+                         if k.startswith("model.")}
+            if "fc.weight" not in state or "conv1.weight" not in state:
+                raise ValueError(
+                    f"weights_path={weights_path!r}: expected a ResNet-18 state dict with "
+                    "'conv1.weight' and 'fc.weight' (a classifier checkpoint of this project)"
+                )
+            small = state["conv1.weight"].shape[-1] == 3
+            self.model = build_resnet18(state["fc.weight"].shape[0], None, small)
+            self.model.load_state_dict(state)
+            weights = _file_sha256(Path(weights_path).expanduser())
+        self.model.eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self._identity = f"{name}:{weights}:input{input_size}:imagenet-norm"
+
+    def identity(self) -> str:
+        return self._identity
+
+    def forward(self, images: Tensor) -> MetricFeaturesOutput:
+        if self.input_size is not None:
+            images = TF.resize(images, [self.input_size, self.input_size], antialias=True)
+        x = (images - self.mean) / self.std
+        features = penultimate_features(self.model, x)  # (B, 512)
+        return MetricFeaturesOutput(features.float(), self.model.fc(features).float())
+
+
+# ---- torchmetrics on precomputed features -----------------------------------------------------
+class PrecomputedFeatures(nn.Identity):
+    """The ``feature`` module of a torchmetrics metric that is fed features, not images."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+
+def fid_metric(num_features: int, reset_real_features: bool = True) -> FrechetInceptionDistance:
+    """torchmetrics FID whose ``update(features, real)`` takes ``(B, num_features)`` features."""
+    return FrechetInceptionDistance(
+        feature=PrecomputedFeatures(num_features), reset_real_features=reset_real_features
+    )
+
+
+def is_metric(splits: int = 1) -> InceptionScore:
+    """torchmetrics IS whose ``update(logits)`` takes ``(B, K)`` class logits."""
+    if splits < 1:
+        raise ValueError(f"splits={splits}: expected >= 1")
+    with warnings.catch_warnings():  # "will save all extracted features": logits, (N, K) only
+        warnings.filterwarnings("ignore", message=".*save all extracted features.*")
+        return InceptionScore(feature=nn.Identity(), splits=splits)
+
+
+def inception_score(metric: InceptionScore, seed: int = 0) -> tuple[float, float]:
+    """``metric.compute()`` (mean, std over splits) without touching the global RNG (IS permutes
+    its features with ``torch.randperm``)."""
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*degrees of freedom.*")  # std of 1 split
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std) if metric.splits > 1 else 0.0
+
+
+class ClasswiseFID(nn.Module):
+    """FID over all images and per class: one torchmetrics FID state per group.
+
+    Args:
+        num_features: Feature size of the extractor.
+        classes: The classes to keep per-class states for.
+    """
+
+    def __init__(self, num_features: int, classes: Sequence[int]) -> None:
+        super().__init__()
+        self.classes = sorted(set(int(c) for c in classes))
+        self.groups = nn.ModuleDict(
+            {ALL: fid_metric(num_features, False)}
+            | {str(c): fid_metric(num_features, False) for c in self.classes}
+        )
+
+    def update(self, features: Tensor, labels: Tensor, real: bool) -> None:
+        """Add ``(B, D)`` features of images with ``(B,)`` labels to the real or the fake side."""
+        self.groups[ALL].update(features, real=real)
+        for c in labels.unique().tolist():
+            if str(c) in self.groups:
+                self.groups[str(c)].update(features[labels == c], real=real)
+
+    def compute(self) -> dict[str, float]:
+        """``{"all": fid, "<class>": fid, ...}``; NaN for a group with < 2 images on a side."""
+        out = {}
+        for key, metric in self.groups.items():
+            enough = metric.real_features_num_samples >= 2 and metric.fake_features_num_samples >= 2
+            out[key] = float(metric.compute()) if enough else float("nan")
+        return out
+
+
+# ---- real-image statistics, cached ------------------------------------------------------------
+@dataclass
+class RealStatistics:
+    """The sufficient statistics of torchmetrics' FID for one group of real images."""
+
+    features_sum: Tensor  # (D,) float64
+    features_cov_sum: Tensor  # (D, D) float64
+    num_samples: Tensor  # () int64
+
+    @classmethod
+    def of(cls, metric: FrechetInceptionDistance) -> RealStatistics:
+        return cls(metric.real_features_sum.detach().cpu().clone(),
+                   metric.real_features_cov_sum.detach().cpu().clone(),
+                   metric.real_features_num_samples.detach().cpu().clone())
+
+    def place_into(self, metric: FrechetInceptionDistance) -> None:
+        """Set the metric's real states to these statistics.
+
+        Under DDP call this on ONE rank only and leave the others' real states at zero: the states
+        are sum-reduced across processes at ``compute``, so every rank then computes with exactly
+        the statistics of the whole real set, whatever the world size.
+        """
+        device = metric.real_features_sum.device
+        metric.real_features_sum = self.features_sum.to(device, torch.float64)
+        metric.real_features_cov_sum = self.features_cov_sum.to(device, torch.float64)
+        metric.real_features_num_samples = self.num_samples.to(device, torch.int64)
+
+
+def metric_image_transform(image_size: int) -> v2.Compose:
+    """PIL image -> ``(3, S, S)`` float in [0, 1]: resize the shorter side, center crop."""
+    return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                       v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)])
+
+
+def resize_for_metric(images: Tensor, image_size: int) -> Tensor:
+    """``(B, 3, H, W)`` in [0, 1] -> ``(B, 3, S, S)``, the same way as real images."""
+    if images.shape[-2:] != (image_size, image_size):
+        images = TF.center_crop(TF.resize(images, image_size, antialias=True), image_size)
+    return images.clamp(0, 1)
+
+
+def samples_fingerprint(samples: Iterable[Sample]) -> str:
+    """A hash of an image list (paths and labels, in order)."""
+    digest = hashlib.sha256()
+    for sample in samples:
+        digest.update(f"{sample.path}\t{sample.label}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def statistics_key(
+    dataset: str, samples: Sequence[Sample], image_size: int, extractor: MetricFeatures
+) -> dict:
+    """What real statistics depend on (hashed into the cache file names): a description of the
+    dataset and split, the image list itself, the preprocessing and the extractor."""
+    return {"dataset": dataset, "images": samples_fingerprint(samples),
+            "transform": f"resize{image_size}-centercrop{image_size}-unit-range",
+            "extractor": extractor.identity(), "version": "1"}
+
+
+def _cache_file(cache_dir: str, key: dict, group: str) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(cache_dir) / f"{digest}-{group}.safetensors"
+
+
+@torch.no_grad()
+def extract_features(
+    extractor: MetricFeatures, samples: Sequence[Sample], image_size: int,
+    batch_size: int = 32, num_workers: int = 0, device: torch.device | str = "cpu",
+) -> Iterable[tuple[MetricFeaturesOutput, Tensor]]:
+    """Yield ``(extractor output, labels)`` per batch of an image list."""
+    loader = DataLoader(ImageListDataset(samples, metric_image_transform(image_size)),
+                        batch_size=batch_size, num_workers=num_workers)
+    for images, labels in loader:
+        yield extractor(images.to(device)), labels.to(device)
+
+
+def real_statistics(
+    extractor: MetricFeatures, samples: Sequence[Sample], dataset: str, image_size: int,
+    classes: Sequence[int] = (),
+    cache_dir: str | None = DEFAULT_STATS_CACHE, batch_size: int = 32, num_workers: int = 0,
+    device: torch.device | str = "cpu",
+) -> dict[str, RealStatistics]:
+    """Real statistics of all images (``"all"``) and of each of ``classes``, from the cache or
+    computed (in one pass over the images the missing groups need) and then cached.
+
+    Args:
+        extractor: The feature network.
+        samples: The real images.
+        dataset: What they are, e.g. ``"EmbeddedFoodLT:<root>:test"`` (part of the cache key,
+            with a hash of the image list, ``image_size`` and the extractor's identity).
+        image_size: Images are resized and center-cropped to this size.
+        classes: Classes to give their own statistics.
+        cache_dir: Folder of ``<hash>-<group>.safetensors`` files (None: no cache).
+    """
+    key = statistics_key(dataset, samples, image_size, extractor)
+    groups = [ALL] + [str(c) for c in sorted(set(classes))]
+    found: dict[str, RealStatistics] = {}
+    for group in groups if cache_dir else ():
+        path = _cache_file(cache_dir, key, group)
+        if path.is_file():
+            tensors = load_file(str(path))
+            found[group] = RealStatistics(**tensors)
+    missing = [g for g in groups if g not in found]
+    if not missing:
+        return found
+    wanted = None if ALL in missing else {int(g) for g in missing}
+    todo = [s for s in samples if wanted is None or s.label in wanted]
+    per_class = ClasswiseFID(extractor.num_features, [int(g) for g in missing if g != ALL])
+    per_class = per_class.to(device)
+    for output, labels in extract_features(extractor, todo, image_size, batch_size,
+                                           num_workers, device):
+        per_class.update(output.features, labels, real=True)
+    for group in missing:
+        found[group] = RealStatistics.of(per_class.groups[group])
+        if cache_dir:
+            path = _cache_file(cache_dir, key, group)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            save_file(vars(found[group]), str(tmp),
+                      metadata={"key": json.dumps(key, sort_keys=True), "group": group})
+            tmp.replace(path)  # atomic: concurrent writers race harmlessly
+    return found
+

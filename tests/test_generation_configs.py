@@ -1,0 +1,129 @@
+"""Every shipped generation YAML, run in-process with tiny overrides (2 steps, 1 image/class).
+
+Embedded: stage 1a (reference set) -> stage 1b (negatives) -> stage 2 (DiSC-DS), then each
+sampler variant file. Food101-LT: the same configs with the real dataset root pointed at the tiny
+embedded dataset (it is in Food-101's layout) and the SD v1.4 path at a saved tiny pipeline.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_SETTINGS
+
+from datamodules.manifest import read_manifest
+from experiments import tools
+from experiments.__main__ import cli_main
+
+CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+SAMPLERS = ["cfg", "cads", "ccfg", "disc_ds", "disc_ds_fixed_tau"]
+FAST = ["--model.init_args.num_inference_steps=2", "--trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(autouse=True)
+def _negatives_tool(monkeypatch):
+    """Register the tool as experiments/tools.py will (harmless once it is there)."""
+    monkeypatch.setitem(tools.TOOLS, "negatives", "experiments.negatives:select_negatives")
+
+
+@pytest.fixture(scope="module")
+def resnet_weights(tmp_path_factory) -> str:
+    from torchvision.models import resnet18
+
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        torch.save(resnet18(num_classes=1000).state_dict(), path)
+    return str(path)
+
+
+def _embedded(cache: str, prefix: str = "--data.init_args.real.init_args") -> list[str]:
+    return [f"{prefix}.cache_dir={cache}"] + [
+        f"{prefix}.settings.{k}={v}" for k, v in TINY_SETTINGS.items()
+    ]
+
+
+def _predict(config: str, out: Path, *args: str) -> list:
+    cli_main(["predict", "--config", str(CONFIGS / config), *FAST,
+              f"--trainer.default_root_dir={out}", "--data.init_args.per_class=1", *args])
+    return read_manifest(out)
+
+
+def test_embedded_stage1_then_stage2(embedded_cache, resnet_weights, tmp_path):
+    reference = _predict(
+        "embedded/reference_set.yaml", tmp_path / "ref", *_embedded(embedded_cache)
+    )
+    assert len(reference) == 10 and {s.row.sampler for s in reference} == {"cads"}
+
+    result = cli_main([
+        "negatives", "--config", str(CONFIGS / "embedded/negatives.yaml"),
+        f"--manifest={tmp_path / 'ref'}", f"--weights_path={resnet_weights}",
+        f"--output_dir={tmp_path / 'neg'}", *_embedded(embedded_cache, "--data.init_args"),
+    ])
+    assert result.planted_pairs == [("garlic_bread", "french_toast"), ("ramen", "pho")]
+    assert set(result.recovered_pairs) <= set(result.planted_pairs)
+    for name in ("negatives.csv", "similarity.csv", "similarity.png", "summary.json"):
+        assert (tmp_path / "neg" / name).is_file()
+
+    synthetic = _predict(
+        "embedded/disc_ds_generate.yaml", tmp_path / "disc_ds", *_embedded(embedded_cache),
+        f"--data.init_args.negatives_csv={tmp_path / 'neg' / 'negatives.csv'}",
+    )
+    assert [s.row.negative_class_name for s in synthetic] == [
+        result.negatives[s.row.class_name] for s in synthetic
+    ]
+    assert {s.row.sampler for s in synthetic} == {"disc_ds"}
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_sampler_variants(sampler, embedded_cache, tiny_datamodule, tmp_path):
+    names = tiny_datamodule.dataset_info.class_names
+    negatives = tmp_path / "negatives.csv"
+    with open(negatives, "w", newline="") as f:
+        rows = [[n, names[(i + 1) % len(names)], 0.5] for i, n in enumerate(names)]
+        csv.writer(f).writerows([["class_name", "negative_class_name", "similarity"], *rows])
+    synthetic = _predict(
+        "embedded/disc_ds_generate.yaml", tmp_path / "out", *_embedded(embedded_cache),
+        f"--data.init_args.negatives_csv={negatives}",
+        f"--model.init_args.guidance={CONFIGS / 'sampler' / f'{sampler}.yaml'}",
+    )
+    assert len(synthetic) == 10 and {s.row.sampler for s in synthetic} == {sampler}
+
+
+def test_food101_lt_configs(embedded_cache, resnet_weights, tmp_path):
+    from datamodules.embedded import EmbeddedSettings
+    from datamodules.embedded.build import dataset_dir
+    from lightning_modules.diffusion import (
+        TinyDiffusionConfig,
+        build_tiny_components,
+        save_pipeline,
+    )
+
+    sd = save_pipeline(build_tiny_components(TinyDiffusionConfig()), tmp_path / "sd-v1-4")
+    root = dataset_dir(embedded_cache, EmbeddedSettings(**TINY_SETTINGS))
+
+    def real(prefix: str) -> list[str]:
+        return [f"{prefix}.root={root}", f"{prefix}.train_split=meta/train_lt.txt",
+                f"{prefix}.num_head_classes=3"]  # a split file wins over long_tail
+
+    cpu = ["--trainer.accelerator=cpu", "--trainer.precision=32-true",
+           f"--model.init_args.pretrained_model_name_or_path={sd}",
+           "--data.init_args.image_size=32", "--data.init_args.num_workers=0",
+           *real("--data.init_args.real.init_args")]
+    reference = _predict("food101_lt/reference_set.yaml", tmp_path / "ref", *cpu)
+    assert len(reference) == 10 and reference[0].row.model == str(sd)
+    result = cli_main([
+        "negatives", "--config", str(CONFIGS / "food101_lt/negatives.yaml"),
+        f"--manifest={tmp_path / 'ref'}", f"--weights_path={resnet_weights}",
+        f"--output_dir={tmp_path / 'neg'}", "--image_size=32", "--resize_size=32",
+        "--device=cpu", *real("--data.init_args"),
+    ])
+    assert len(result.negatives) == 10 and result.planted_pairs is None
+    synthetic = _predict(
+        "food101_lt/disc_ds_generate.yaml", tmp_path / "disc_ds", *cpu,
+        f"--data.init_args.negatives_csv={tmp_path / 'neg' / 'negatives.csv'}",
+    )
+    assert len(synthetic) == 10 and {s.row.sampler for s in synthetic} == {"disc_ds"}
