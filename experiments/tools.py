@@ -14,6 +14,7 @@ TOOLS: dict[str, str] = {
     "evaluate-synthetic": "experiments.evaluate_synthetic:evaluate_synthetic",
     "plots": "experiments.plots:render_plots",
     "negatives": "experiments.negatives:select_negatives",
+    "checksum": "experiments.assets:checksum",
 }
 
 

@@ -83,7 +83,10 @@ class TinyDiffusionConfig:
 
     Attributes:
         sample_size: UNet spatial size (latent size; image size in pixel space).
-        block_out_channels: UNet channels per resolution; all but the last block cross-attend.
+        block_out_channels: UNet channels per resolution.
+        cross_attention_levels: Which resolutions (highest first) get cross-attention blocks;
+            ``None``: all but the lowest (diffusers' tiny test models). Attention at the highest
+            resolution dominates the cost of small pixel-space models.
         layers_per_block: ResNet layers per UNet block.
         cross_attention_dim: UNet cross-attention width, which is also the text encoder's hidden
             size (they must agree, so it is declared once).
@@ -100,6 +103,7 @@ class TinyDiffusionConfig:
 
     sample_size: int = 16
     block_out_channels: tuple[int, ...] = (4, 8)
+    cross_attention_levels: tuple[bool, ...] | None = None
     layers_per_block: int = 1
     cross_attention_dim: int = 8
     attention_head_dim: int = 2
@@ -113,6 +117,12 @@ class TinyDiffusionConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        levels = self.cross_attention_levels
+        if levels is not None and len(levels) != len(self.block_out_channels):
+            raise ValueError(
+                f"TinyDiffusionConfig.cross_attention_levels={levels}: expected one flag per "
+                f"entry of block_out_channels={self.block_out_channels}"
+            )
         downsample = 2 ** (len(self.block_out_channels) - 1)
         if self.sample_size % downsample:
             raise ValueError(
@@ -161,6 +171,7 @@ def build_tiny_components(cfg: TinyDiffusionConfig | None = None) -> DiffusionCo
     cfg = cfg or TinyDiffusionConfig()
     tokenizer = _char_level_clip_tokenizer()
     n_blocks = len(cfg.block_out_channels)
+    attend = cfg.cross_attention_levels or (True,) * (n_blocks - 1) + (False,)
     image_channels = 3
     unet_channels = cfg.latent_channels if cfg.latent else image_channels
     with torch.random.fork_rng(devices=[]):
@@ -171,8 +182,12 @@ def build_tiny_components(cfg: TinyDiffusionConfig | None = None) -> DiffusionCo
             out_channels=unet_channels,
             block_out_channels=cfg.block_out_channels,
             layers_per_block=cfg.layers_per_block,
-            down_block_types=("CrossAttnDownBlock2D",) * (n_blocks - 1) + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n_blocks - 1),
+            down_block_types=tuple(
+                "CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attend
+            ),
+            up_block_types=tuple(
+                "CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attend)
+            ),
             cross_attention_dim=cfg.cross_attention_dim,
             attention_head_dim=cfg.attention_head_dim,
             norm_num_groups=cfg.norm_num_groups,
