@@ -129,7 +129,7 @@ class TinyDiffusionConfig:
                 f"TinyDiffusionConfig.sample_size must be a multiple of {downsample} for "
                 f"block_out_channels={self.block_out_channels}, got {self.sample_size}"
             )
-        for name in ("block_out_channels", "vae_block_out_channels"):
+        for name in ("block_out_channels",) + (("vae_block_out_channels",) if self.latent else ()):
             bad = [c for c in getattr(self, name) if c % self.norm_num_groups]
             if bad:
                 raise ValueError(

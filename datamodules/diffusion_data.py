@@ -1,0 +1,198 @@
+"""Batches for the Stable Diffusion fine-tune: ``(images in [-1, 1], prompts)``.
+
+Wraps a real :class:`~datamodules.long_tailed.LongTailDataModule` (its class names and image
+lists) and turns each training image into a text prompt: the class name alone (fine-tuned SD, the
+"no clustering" ablation) or the class name and the image's ClusDiff sub-class, read from the
+``subclasses.csv`` that the clustering stage writes. Prompts are built here, once: the model only
+sees strings, and prompt dropout (for classifier-free guidance) is the model's business.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from datamodules.dataset import load_rgb
+from datamodules.info import DatasetInfo
+from datamodules.layout import Sample, read_split
+from datamodules.long_tailed import LongTailDataModule
+
+
+def image_key(path: str | Path) -> str:
+    """``"class/id"`` of an image path (the Food-101 split-file key; independent of the root)."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.stem}"
+
+
+def read_subclasses(path: str | Path) -> dict[str, int]:
+    """``"class/id"`` -> sub-class id, from a ``subclasses.csv`` of the clustering stage."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"subclasses_csv={str(path)!r} does not exist: run the clustering stage first "
+            "(python -m experiments predict --config experiments/configs/embedded/cluster.yaml)"
+        )
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if not {"path", "subclass"} <= set(reader.fieldnames or ()):
+            raise ValueError(f"{path}: expected columns path,label,class_name,subclass,is_exemplar")
+        return {image_key(row["path"]): int(row["subclass"]) for row in reader}
+
+
+class PromptedImages(Dataset):
+    """``(image, prompt)`` pairs: images through ``transform``, prompts precomputed."""
+
+    def __init__(self, paths: list[str], prompts: list[str], transform: v2.Transform) -> None:
+        self.paths, self.prompts, self.transform = paths, prompts, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+        return self.transform(load_rgb(self.paths[index])), self.prompts[index]
+
+
+class DiffusionFineTuneData(L.LightningDataModule):
+    """Images and prompts of a long-tailed dataset for text-to-image fine-tuning.
+
+    Args:
+        real: The dataset (e.g. ``datamodules.EmbeddedFoodLT``); only its class names and image
+            lists are used, not its transforms or loaders.
+        resolution: Image side fed to the model (the diffusion model's image size).
+        center_crop: Center crop after resizing the shorter side; False: random crop.
+        random_flip: Random horizontal flip.
+        split: ``train``: the long-tailed training split; ``pretrain``: the dataset's balanced
+            pre-training corpus ``<root>/meta/pretrain.txt`` (the embedded dataset has one).
+        prompt_template: Python format string over ``{class_name}`` (underscores become spaces)
+            and, with ``subclasses_csv``, ``{subclass}`` (ClusDiff).
+        subclasses_csv: ``subclasses.csv`` of the clustering stage; then every image's prompt
+            carries its sub-class id and the template must contain ``{subclass}``.
+        batch_size: Per-process batch size.
+        num_workers: DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        real: LongTailDataModule,
+        resolution: int = 16,
+        center_crop: bool = True,
+        random_flip: bool = True,
+        split: Literal["train", "pretrain"] = "train",
+        prompt_template: str = "A photo of {class_name}, a type of food.",
+        subclasses_csv: str | None = None,
+        batch_size: int = 16,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        has_subclass = "{subclass}" in prompt_template
+        if subclasses_csv is not None and not has_subclass:
+            raise ValueError(
+                f"subclasses_csv={subclasses_csv!r} needs a prompt_template with '{{subclass}}', "
+                f"got {prompt_template!r}"
+            )
+        if subclasses_csv is None and has_subclass:
+            raise ValueError(
+                f"prompt_template={prompt_template!r} uses {{subclass}}: set subclasses_csv"
+            )
+        if split not in ("train", "pretrain"):
+            raise ValueError(f"split must be 'train' or 'pretrain', got {split!r}")
+        if split == "pretrain" and subclasses_csv is not None:
+            raise ValueError("split='pretrain' has no sub-classes: subclasses_csv must be None")
+        self.real = real
+        self.resolution = resolution
+        self.center_crop = center_crop
+        self.random_flip = random_flip
+        self.split = split
+        self.prompt_template = prompt_template
+        self.subclasses_csv = subclasses_csv
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.dataset: PromptedImages | None = None
+        self._prompts: list[str] | None = None
+        self._labels: list[int] | None = None
+
+    @property
+    def dataset_info(self) -> DatasetInfo:
+        return self.real.dataset_info
+
+    def prompt(self, label: int, subclass: int | None = None) -> str:
+        """The prompt of an image of class ``label`` (and sub-class ``subclass``)."""
+        name = self.dataset_info.class_names[label].replace("_", " ")
+        return self.prompt_template.format(class_name=name, subclass=subclass)
+
+    def _samples(self) -> list[Sample]:
+        if self.split == "train":
+            return self.real.index.train
+        root = getattr(self.real, "root", None)
+        if root is None:
+            raise ValueError(f"split='pretrain' needs a datamodule with a root, got {self.real!r}")
+        images = Path(root) / "images"
+        return read_split(Path(root) / "meta" / "pretrain.txt", images, self.real.index.class_names)
+
+    def _build_prompts(self, samples: list[Sample]) -> list[str]:
+        if self.subclasses_csv is None:
+            return [self.prompt(s.label) for s in samples]
+        table = read_subclasses(self.subclasses_csv)
+        missing = [image_key(s.path) for s in samples if image_key(s.path) not in table]
+        if missing:
+            raise ValueError(
+                f"subclasses_csv={self.subclasses_csv!r} has no row for {len(missing)} of "
+                f"{len(samples)} training images (e.g. {missing[:3]}): re-run the clustering "
+                "stage on this dataset"
+            )
+        return [self.prompt(s.label, table[image_key(s.path)]) for s in samples]
+
+    def prepare_data(self) -> None:
+        self.real.prepare_data()
+
+    def setup(self, stage: str | None = None) -> None:
+        samples = self._samples()
+        self._labels = [s.label for s in samples]
+        self._prompts = self._build_prompts(samples)
+        crop = v2.CenterCrop if self.center_crop else v2.RandomCrop
+        transform = v2.Compose([
+            v2.Resize(self.resolution, antialias=True),
+            crop(self.resolution),
+            *([v2.RandomHorizontalFlip()] if self.random_flip else []),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize([0.5], [0.5]),  # [0, 1] -> [-1, 1]
+        ])
+        self.dataset = PromptedImages([s.path for s in samples], self._prompts, transform)
+
+    def grid_prompts(self, per_class: int) -> list[list[str]]:
+        """``per_class`` prompts for each class, for sample grids.
+
+        ClusDiff: the class's sub-classes, largest first, repeated to fill ``per_class``;
+        otherwise the class prompt ``per_class`` times.
+        """
+        if self._prompts is None:
+            self.setup("fit")
+        by_class: dict[int, Counter] = defaultdict(Counter)
+        for label, prompt in zip(self._labels, self._prompts):
+            by_class[label][prompt] += 1
+        grid = []
+        for c in range(self.dataset_info.num_classes):
+            ranked = [p for p, _ in by_class[c].most_common()] or [self.prompt(c, 0)]
+            grid.append([ranked[i % len(ranked)] for i in range(per_class)])
+        return grid
+
+    def train_dataloader(self) -> DataLoader:
+        if self.dataset is None:
+            raise RuntimeError("DiffusionFineTuneData.setup() has not run")
+        return DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )

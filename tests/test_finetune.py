@@ -1,0 +1,214 @@
+"""The diffusion fine-tune: shipped configs, resume with EMA, pipelines diffusers can load."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import TINY_SETTINGS
+
+CONFIGS = Path("experiments/configs")
+# Shrink the embedded pixel-space model to diffusers' test shapes.
+TINY_PIXEL = [
+    "--model.init_args.tiny.sample_size=8",
+    "--model.init_args.tiny.block_out_channels=[4,8]",
+    "--model.init_args.tiny.cross_attention_dim=8",
+    "--model.init_args.tiny.attention_head_dim=2",
+    "--model.init_args.tiny.text_heads=2",
+    "--model.init_args.tiny.text_intermediate_size=16",
+    "--model.init_args.tiny.norm_num_groups=2",
+    "--data.init_args.resolution=8",
+]
+# The last callback of the shipped fine-tune configs is the SampleGrid: keep its grid small.
+FAST_GRID = [
+    "--trainer.callbacks.init_args.per_class=1",
+    "--trainer.callbacks.init_args.max_classes=3",
+    "--trainer.callbacks.init_args.num_inference_steps=2",
+    "--trainer.enable_progress_bar=false",
+]
+
+
+def real_data_args(cache: str, batch_size: int = 8) -> list[str]:
+    """Point the wrapped real datamodule at the tiny embedded dataset."""
+    prefix = "--data.init_args.real.init_args"
+    args = [f"{prefix}.cache_dir={cache}"]
+    args += [f"{prefix}.settings.{k}={v}" for k, v in TINY_SETTINGS.items()]
+    return args + [f"--data.init_args.batch_size={batch_size}"]
+
+
+def write_subclasses_csv(datamodule, path: Path) -> Path:
+    """A subclasses.csv for the tiny dataset: sub-class = image number modulo 2."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "class_name", "subclass", "is_exemplar"])
+        for i, s in enumerate(datamodule.index.train):
+            writer.writerow([s.path, s.label, datamodule.index.class_names[s.label], i % 2, 0])
+    return path
+
+
+def _run(args: list[str]) -> None:
+    from experiments.__main__ import cli_main
+
+    cli_main(args)
+
+
+@pytest.mark.parametrize("dataset", ["embedded", "food101_lt"])
+def test_clusdiff_and_no_cluster_are_one_config_apart(dataset: str) -> None:
+    def load(name: str) -> dict:
+        return yaml.safe_load((CONFIGS / dataset / name).read_text())
+
+    clus, plain = load("finetune_clusdiff.yaml"), load("finetune_no_cluster.yaml")
+    for cfg in (clus, plain):
+        cfg["trainer"].pop("default_root_dir")
+    assert "{subclass}" in clus["data"]["init_args"].pop("prompt_template")
+    assert "{subclass}" not in plain["data"]["init_args"].pop("prompt_template")
+    assert clus["data"]["init_args"].pop("subclasses_csv").endswith("subclasses.csv")
+    assert plain["data"]["init_args"].pop("subclasses_csv") is None
+    assert clus == plain
+
+
+@pytest.mark.parametrize("config", ["finetune_no_cluster.yaml", "finetune_clusdiff.yaml"])
+def test_embedded_finetune_fast_dev_run_pixel_space(
+    config, embedded_cache, tiny_datamodule, tmp_path
+) -> None:
+    from lightning_modules.diffusion import load_components
+
+    run_dir = tmp_path / "run"
+    args = ["fit", "--config", str(CONFIGS / "embedded" / config), *real_data_args(embedded_cache)]
+    # The ClusDiff run keeps the shipped model sizes; the other shrinks them to diffusers' test's.
+    shrink = [] if "clusdiff" in config else TINY_PIXEL
+    args += [*shrink, *FAST_GRID, "--trainer.fast_dev_run=true"]
+    args.append(f"--trainer.default_root_dir={run_dir}")
+    if "clusdiff" in config:
+        csv_path = write_subclasses_csv(tiny_datamodule, tmp_path / "subclasses.csv")
+        args.append(f"--data.init_args.subclasses_csv={csv_path}")
+    _run(args)
+    components = load_components(run_dir / "pipeline")
+    assert components.vae is None and components.unet.config.in_channels == 3
+    assert list((run_dir / "samples").glob("step*.png"))
+
+
+def test_latent_fit_resume_ema_and_diffusers_loading(embedded_cache, tmp_path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    from lightning_modules.diffusion import load_components
+
+    run_dir = tmp_path / "run"
+    base = ["--config", str(CONFIGS / "embedded" / "finetune_no_cluster.yaml"),
+            "--model", str(CONFIGS / "model" / "diffusion_tiny_latent.yaml"),
+            *real_data_args(embedded_cache, batch_size=16), "--data.init_args.resolution=32",
+            f"--trainer.default_root_dir={run_dir}", *FAST_GRID]
+    _run(["fit", *base, "--trainer.max_epochs=1"])
+    last = run_dir / "checkpoints" / "last.ckpt"
+    first = torch.load(last, map_location="cpu", weights_only=True)
+    steps = first["global_step"]  # 53 images / 16 = 4 steps
+    assert steps == 4 and first["unet_ema"]["optimization_step"] == steps
+    assert all(k.startswith("unet.") for k in first["state_dict"])  # frozen parts left out
+
+    _run(["fit", *base, "--trainer.max_epochs=2", "--ckpt_path=last"])
+    second = torch.load(last, map_location="cpu", weights_only=True)
+    assert second["global_step"] == 2 * steps and second["epoch"] == first["epoch"] + 1
+    assert second["unet_ema"]["optimization_step"] == 2 * steps  # EMA state was restored
+
+    # The saved pipeline holds the EMA weights and loads in diffusers and in load_components.
+    pipe = StableDiffusionPipeline.from_pretrained(run_dir / "pipeline", local_files_only=True)
+    for saved, shadow in zip(pipe.unet.parameters(), second["unet_ema"]["shadow_params"]):
+        torch.testing.assert_close(saved.detach(), shadow)
+    images = pipe(
+        "A photo of pizza, a type of food.", num_inference_steps=2, output_type="pt",
+        generator=torch.Generator().manual_seed(0),
+    ).images
+    assert images.shape == (1, 3, 32, 32) and torch.isfinite(images).all()
+    assert load_components(run_dir / "pipeline").vae is not None
+
+
+@pytest.mark.parametrize("config", ["finetune_no_cluster.yaml", "finetune_clusdiff.yaml"])
+def test_food101_lt_finetune_configs_on_a_local_tiny_sd(
+    config, embedded_cache, tiny_datamodule, tmp_path
+) -> None:
+    """The real-SD configs, pointed at a local tiny SD and the tiny data, on a CPU, fp32."""
+    from lightning_modules.diffusion import (
+        TinyDiffusionConfig,
+        build_tiny_components,
+        load_components,
+        save_pipeline,
+    )
+
+    sd_dir = save_pipeline(build_tiny_components(TinyDiffusionConfig()), tmp_path / "sd")
+    run_dir = tmp_path / "run"
+    args = ["fit", "--config", str(CONFIGS / "food101_lt" / config),
+            f"--model.init_args.pretrained_model_name_or_path={sd_dir}",
+            f"--data.init_args.real={CONFIGS / 'data' / 'embedded.yaml'}",
+            *real_data_args(embedded_cache, batch_size=2), "--data.init_args.resolution=32",
+            "--data.init_args.num_workers=0", "--trainer.accelerator=cpu",
+            "--trainer.precision=32", "--trainer.fast_dev_run=true", *FAST_GRID,
+            f"--trainer.default_root_dir={run_dir}"]
+    if "clusdiff" in config:
+        csv_path = write_subclasses_csv(tiny_datamodule, tmp_path / "subclasses.csv")
+        args.append(f"--data.init_args.subclasses_csv={csv_path}")
+    else:  # the LoRA path: only adapters train; the saved pipeline has them fused
+        args.append("--model.init_args.lora_rank=2")
+    _run(args)
+    saved = load_components(run_dir / "pipeline").unet
+    assert not any("lora" in k for k in saved.state_dict())
+
+
+def test_errors_name_the_argument(tiny_datamodule, tmp_path) -> None:
+    from datamodules.diffusion_data import DiffusionFineTuneData
+    from lightning_modules.diffusion.finetune import DiffusionFineTune
+
+    with pytest.raises(ValueError, match="exactly one of"):
+        DiffusionFineTune()
+    with pytest.raises(FileNotFoundError, match="no-such-sd"):
+        DiffusionFineTune(pretrained_model_name_or_path=str(tmp_path / "no-such-sd"))
+    with pytest.raises(ValueError, match="subclass"):
+        DiffusionFineTuneData(tiny_datamodule, subclasses_csv=str(tmp_path / "s.csv"))
+    data = DiffusionFineTuneData(
+        tiny_datamodule, prompt_template="{class_name} {subclass}",
+        subclasses_csv=str(tmp_path / "missing.csv"),
+    )
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        data.setup("fit")
+
+
+def test_datamodule_batches_and_pretrain_split(tiny_datamodule, tmp_path) -> None:
+    from datamodules.diffusion_data import DiffusionFineTuneData
+
+    csv_path = write_subclasses_csv(tiny_datamodule, tmp_path / "subclasses.csv")
+    data = DiffusionFineTuneData(
+        tiny_datamodule, resolution=16, prompt_template="{class_name} style {subclass}",
+        subclasses_csv=str(csv_path), batch_size=4,
+    )
+    data.setup("fit")
+    images, prompts = next(iter(data.train_dataloader()))
+    assert images.shape == (4, 3, 16, 16) and images.min() >= -1 and images.max() <= 1
+    assert all(" style " in p for p in prompts)
+    grid = data.grid_prompts(per_class=3)
+    assert len(grid) == 10 and all(len(row) == 3 for row in grid)
+    assert grid[0][0] != grid[0][1]  # ClusDiff grids show different sub-classes
+    pretrain = DiffusionFineTuneData(tiny_datamodule, resolution=16, split="pretrain")
+    pretrain.setup("fit")
+    assert len(pretrain.dataset) == 10 * TINY_SETTINGS["num_pretrain"]
+    assert pretrain.dataset.prompts[0] == "A photo of garlic bread, a type of food."
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_training_step_trains_only_the_unet(prediction_type: str) -> None:
+    from diffusers import DDPMScheduler
+
+    from lightning_modules.diffusion import TinyDiffusionConfig
+    from lightning_modules.diffusion.finetune import DiffusionFineTune
+
+    module = DiffusionFineTune(tiny=TinyDiffusionConfig(sample_size=8), prompt_dropout=0.5)
+    config = {**module.noise_scheduler.config, "prediction_type": prediction_type}
+    module.noise_scheduler = DDPMScheduler.from_config(config)
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    loss = module.training_step((images, ["a photo of pizza", "a photo of pho"]), 0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in module.unet.parameters() if p.requires_grad)
+    frozen = [*module.vae.parameters(), *module.text_encoder.parameters()]
+    assert all(not p.requires_grad and p.grad is None for p in frozen)
