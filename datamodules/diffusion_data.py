@@ -167,6 +167,16 @@ class DiffusionFineTuneData(L.LightningDataModule):
         ])
         self.dataset = PromptedImages([s.path for s in samples], self._prompts, transform)
 
+    def sample_prompt(self, label: int, seed: int) -> str:
+        """A prompt for one generated image of class ``label``: the prompt of one of the class's
+        training images, picked by ``seed`` (so ClusDiff samples follow the sub-class mix)."""
+        if self._prompts is None:
+            self.setup("fit")
+        prompts = [p for lab, p in zip(self._labels, self._prompts) if lab == label]
+        if not prompts:
+            raise ValueError(f"no training image of class {label}")
+        return prompts[seed % len(prompts)]
+
     def grid_prompts(self, per_class: int) -> list[list[str]]:
         """``per_class`` prompts for each class, for sample grids.
 

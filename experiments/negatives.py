@@ -37,6 +37,13 @@ class NegativesResult:
     planted_pairs: list[tuple[str, str]] | None = None
     recovered_pairs: list[tuple[str, str]] | None = None
 
+    def metrics(self) -> dict[str, float]:
+        """Numbers for result tables: planted confusable pairs recovered (embedded data)."""
+        if self.planted_pairs is None:
+            return {}
+        return {"negatives/recovered_pairs": float(len(self.recovered_pairs or [])),
+                "negatives/planted_pairs": float(len(self.planted_pairs))}
+
 
 def class_mean_features(features: Tensor, labels: Tensor, class_names: Sequence[str]) -> Tensor:
     """Mean feature per class, (C, D), from features (N, D) and labels (N,)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ class Stage:
         after: Names of earlier stages whose outputs this stage reads.
         resume: A ``fit`` stage that was interrupted with the same inputs continues from its
             ``last`` checkpoint (``--ckpt_path last``) instead of starting over.
+        metrics_json: A JSON file the stage writes whose top-level numbers are metrics too
+            (e.g. the clustering stage's ``clustering.json``).
     """
 
     name: str
@@ -42,6 +44,7 @@ class Stage:
     metrics: list[str] = field(default_factory=list)
     after: list[str] = field(default_factory=list)
     resume: bool = False
+    metrics_json: str | None = None
 
 
 def _config_paths(args: list[str]) -> list[Path]:
@@ -70,11 +73,17 @@ def _referenced_files(config: Path) -> list[Path]:
     return refs
 
 
-def _collect_metrics(result, names: list[str]) -> dict[str, float]:
+def _collect_metrics(result, names: list[str], metrics_json: str | None) -> dict[str, float]:
+    """The named metrics from the run's trainer, its returned dict (or ``.metrics()``), and the
+    stage's JSON file."""
     trainer = getattr(result, "trainer", None)
     found = dict(trainer.callback_metrics) if trainer is not None else {}
     if isinstance(result, dict):
         found.update(result)
+    elif hasattr(result, "metrics"):
+        found.update(result.metrics())
+    if metrics_json is not None and Path(metrics_json).is_file():
+        found.update(json.loads(Path(metrics_json).read_text()))
     return {n: float(found[n]) for n in names if n in found}
 
 
@@ -82,11 +91,15 @@ LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 def run_stages(
-    stages: list[Stage], run_dir: Path, overrides: list[str] | None = None
+    stages: list[Stage],
+    run_dir: Path,
+    overrides: list[str] | None = None,
+    stage_overrides: dict[str, list[str]] | None = None,
 ) -> dict[str, dict]:
     """Run (or skip) each stage in order; return every stage's record.
 
-    ``overrides`` are appended to every LightningCLI stage (e.g. ``--trainer.accelerator=gpu``).
+    ``overrides`` are appended to every LightningCLI stage (e.g. ``--trainer.accelerator=gpu``),
+    ``stage_overrides[name]`` to the stage ``name`` only.
     """
     from experiments.__main__ import cli_main
 
@@ -95,8 +108,9 @@ def run_stages(
     record_dir.mkdir(parents=True, exist_ok=True)
     for stage in stages:
         if overrides and stage.args[0] in LIGHTNING_SUBCOMMANDS:
-            stage = Stage(stage.name, [*stage.args, *overrides], stage.metrics, stage.after,
-                          stage.resume)
+            stage = replace(stage, args=[*stage.args, *overrides])
+        if stage_overrides and stage.name in stage_overrides:
+            stage = replace(stage, args=[*stage.args, *stage_overrides[stage.name]])
         upstream = [records[name]["fingerprint"] for name in stage.after]
         key = fingerprint(stage, upstream)
         path = record_dir / f"{stage.name}.json"
@@ -114,7 +128,7 @@ def run_stages(
         rank_zero_info(f"[pipeline] {stage.name}: python -m experiments {' '.join(args)}")
         result = cli_main(args)
         record = {"fingerprint": key, "args": stage.args,
-                  "metrics": _collect_metrics(result, stage.metrics)}
+                  "metrics": _collect_metrics(result, stage.metrics, stage.metrics_json)}
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(record, indent=2))
         os.replace(tmp, path)
@@ -140,6 +154,7 @@ def run_pipeline(
     table: list[Row] | None = None,
     summary: list[SummaryLine] | None = None,
     overrides: list[str] | None = None,
+    stage_overrides: dict[str, list[str]] | None = None,
 ) -> dict[str, dict]:
     """Run a pipeline and print its results table; ``--config <pipeline.yaml>`` gives the
     arguments (the signature is the YAML's schema).
@@ -155,15 +170,19 @@ def run_pipeline(
         summary: Single metrics of stages, listed under the table.
         overrides: Arguments appended to every LightningCLI stage, e.g.
             ``["--trainer.accelerator=gpu", "--trainer.devices=4"]``.
+        stage_overrides: Arguments appended to single stages, by stage name.
     """
     values = {**(params or {}), "run_dir": run_dir}
-    stages = [Stage(s.name, [str(a).format_map(values) for a in s.args], s.metrics, s.after,
-                    s.resume) for s in stages]
+    stages = [
+        replace(s, args=[str(a).format_map(values) for a in s.args],
+                metrics_json=s.metrics_json.format_map(values) if s.metrics_json else None)
+        for s in stages
+    ]
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ValueError(f"stage names must be unique, got {names}")
     out = Path(run_dir)
-    records = run_stages(stages, out, overrides)
+    records = run_stages(stages, out, overrides, stage_overrides)
     rows = [Row(r.method, r.run_dir.format_map(values), r.dataset, r.paper) for r in table or []]
     report = write_table(rows, out / "results") + "\n\n" + summary_lines(summary or [], records)
     (out / "results.md").write_text(report + "\n")

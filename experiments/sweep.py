@@ -37,7 +37,9 @@ def trial(
     alpha: float = 0.8,
     result_stage: str = "classifier_test",
     run_root: str = "runs/sweeps",
+    params: dict[str, Any] | None = None,
     overrides: list[str] | None = None,
+    stage_overrides: dict[str, list[str]] | None = None,
 ) -> dict[str, float]:
     """Run one sweep trial and return (and log) the metrics of ``result_stage``.
 
@@ -47,12 +49,14 @@ def trial(
         alpha: DiSC-DS alpha (weight of plain CFG against CCFG).
         result_stage: The stage whose metrics are the trial's result.
         run_root: Each trial writes under ``<run_root>/tau<tau>_alpha<alpha>``.
+        params: Other pipeline parameters (e.g. ``{"negatives": ...}``).
         overrides: Appended to every LightningCLI stage (see :func:`run_pipeline`).
+        stage_overrides: Appended to single stages, by name.
     """
     spec = load_pipeline(pipeline)
-    spec["params"] = {**spec.get("params", {}), "tau": tau, "alpha": alpha}
+    spec["params"] = {**spec.get("params", {}), **(params or {}), "tau": tau, "alpha": alpha}
     spec["run_dir"] = str(Path(run_root) / f"tau{tau:g}_alpha{alpha:g}")
-    records = run_pipeline(**spec, overrides=overrides)
+    records = run_pipeline(**spec, overrides=overrides, stage_overrides=stage_overrides)
     metrics = records[result_stage]["metrics"]
     _log_to_wandb(spec["run_dir"], {"tau": tau, "alpha": alpha}, metrics)
     return metrics

@@ -11,7 +11,7 @@ import yaml
 from conftest import TINY_SETTINGS
 
 CONFIGS = Path("experiments/configs")
-# Shrink the embedded pixel-space model to diffusers' test shapes.
+# Shrink the embedded pixel-space model (pre-training config) to diffusers' test shapes.
 TINY_PIXEL = [
     "--model.init_args.tiny.sample_size=8",
     "--model.init_args.tiny.block_out_channels=[4,8]",
@@ -78,9 +78,8 @@ def test_embedded_finetune_fast_dev_run_pixel_space(
 
     run_dir = tmp_path / "run"
     args = ["fit", "--config", str(CONFIGS / "embedded" / config), *real_data_args(embedded_cache)]
-    # The ClusDiff run keeps the shipped model sizes; the other shrinks them to diffusers' test's.
-    shrink = [] if "clusdiff" in config else TINY_PIXEL
-    args += [*shrink, *FAST_GRID, "--trainer.fast_dev_run=true"]
+    # The shipped configs fine-tune the shipped pre-trained model (experiments/assets).
+    args += [*FAST_GRID, "--trainer.fast_dev_run=true"]
     args.append(f"--trainer.default_root_dir={run_dir}")
     if "clusdiff" in config:
         csv_path = write_subclasses_csv(tiny_datamodule, tmp_path / "subclasses.csv")
@@ -99,6 +98,7 @@ def test_latent_fit_resume_ema_and_diffusers_loading(embedded_cache, tmp_path) -
     run_dir = tmp_path / "run"
     base = ["--config", str(CONFIGS / "embedded" / "finetune_no_cluster.yaml"),
             "--model", str(CONFIGS / "model" / "diffusion_tiny_latent.yaml"),
+            "--model.init_args.pretrained_model_name_or_path=null",
             *real_data_args(embedded_cache, batch_size=16), "--data.init_args.resolution=32",
             f"--trainer.default_root_dir={run_dir}", *FAST_GRID]
     _run(["fit", *base, "--trainer.max_epochs=1"])
@@ -212,3 +212,41 @@ def test_training_step_trains_only_the_unet(prediction_type: str) -> None:
     assert all(p.grad is not None for p in module.unet.parameters() if p.requires_grad)
     frozen = [*module.vae.parameters(), *module.text_encoder.parameters()]
     assert all(not p.requires_grad and p.grad is None for p in frozen)
+
+
+def test_pretraining_config_trains_a_pixel_model_from_scratch(embedded_cache, tmp_path) -> None:
+    from lightning_modules.diffusion import load_components
+
+    run_dir = tmp_path / "pretrain"
+    _run(["fit", "--config", str(CONFIGS / "embedded" / "pretrain_diffusion.yaml"),
+          *real_data_args(embedded_cache), *TINY_PIXEL, "--trainer.fast_dev_run=true",
+          "--model.init_args.tiny.cross_attention_levels=[true,false]",
+          f"--trainer.default_root_dir={run_dir}"])
+    assert load_components(run_dir / "pipeline").vae is None
+
+
+def test_finetune_logs_fid_and_is_through_the_callback(tiny_datamodule, tmp_path) -> None:
+    import csv as csv_module
+
+    import lightning as L
+
+    from callbacks.fid import GenerativeMetricsCallback
+    from datamodules.diffusion_data import DiffusionFineTuneData
+    from lightning_modules.diffusion.components import TinyDiffusionConfig
+    from lightning_modules.diffusion.finetune import DiffusionFineTune
+    from lightning_modules.image_metrics import ResNetFeatures
+
+    data = DiffusionFineTuneData(real=tiny_datamodule, resolution=8, batch_size=16)
+    model = DiffusionFineTune(
+        dataset_info=data.dataset_info, save_pipeline_dir=None,
+        tiny=TinyDiffusionConfig(sample_size=8, latent=False, block_out_channels=(4, 8)))
+    callback = GenerativeMetricsCallback(
+        ResNetFeatures(num_classes=10, name="resnet18_random"), every_n_epochs=1, num_samples=6,
+        batch_size=6, stats_cache_dir=str(tmp_path / "stats"))
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=1, accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        callbacks=[callback], default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    assert float(trainer.callback_metrics["val/fid_resnet18_random"]) > 0
+    rows = list(csv_module.DictReader(open(tmp_path / "generative_metrics.csv")))
+    assert len(rows) == 1 and float(rows[0]["is_resnet18_random"]) >= 1.0 - 1e-6

@@ -1,34 +1,74 @@
-"""The main job's stage runner: runs the shipped pipeline, skips finished stages on re-run."""
+"""The main job's stage runner on the shipped main.yaml with tiny settings: every stage runs, the
+table and summary are written, a failed run continues without redoing finished stages."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import tiny_data_args
 
 from experiments.__main__ import cli_main
+from experiments.pipeline import Stage, run_stages
 
 MAIN = "experiments/configs/embedded/main.yaml"
+FAST = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
+        "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false"]
 
 
-def test_main_pipeline_runs_then_skips_finished_stages(tmp_path, embedded_cache, caplog):
-    def run():
-        overrides = [*tiny_data_args(embedded_cache), "--trainer.max_epochs=1",
-                     "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
-                     "--trainer.enable_progress_bar=false"]
-        return cli_main(["pipeline", "--config", MAIN, f"--run_dir={tmp_path / 'main'}",
-                         f"--overrides={json.dumps(overrides)}"])
+def _stage_overrides(cache: str) -> dict[str, list[str]]:
+    direct = tiny_data_args(cache)
+    wrapped = tiny_data_args(cache, "data.init_args.real.init_args")
+    generate = [*wrapped, "--data.init_args.per_class=1", "--model.init_args.num_inference_steps=2"]
+    return {
+        "classifier_ce_fit": direct, "classifier_ce_test": direct, "cluster": direct,
+        "generate_sd": generate, "generate_clusdiff": generate, "generate_disc_ds": generate,
+        "reference_set": generate,
+        "finetune_clusdiff": [*wrapped, "--trainer.max_steps=2", "--data.init_args.batch_size=8",
+                              "--trainer.callbacks.init_args.per_class=1",
+                              "--trainer.callbacks.init_args.max_classes=2",
+                              "--trainer.callbacks.init_args.num_inference_steps=2"],
+        "negatives": direct,
+        **{f"classifier_{m}_{s}": wrapped for m in ("sd", "clusdiff", "disc_ds")
+           for s in ("fit", "test")},
+        **{f"fid_{m}": direct for m in ("sd", "clusdiff", "disc_ds")},
+    }
 
-    records = run()
-    assert set(records) >= {"classifier_ce_fit", "classifier_ce_test"}
-    assert "test/acc_tail" in records["classifier_ce_test"]["metrics"]
-    table = (tmp_path / "main" / "results.md").read_text()
-    assert "| embedded | CE baseline (real only) |" in table
-    assert "65.8 / 20.9 / 33.4" in table  # the paper's CE row alongside
-    assert (tmp_path / "main" / "classifier_ce" / "per_class_accuracy_test.csv").is_file()
+
+def _run(tmp_path, cache, **extra):
+    overrides = extra.pop("stage_overrides", None) or _stage_overrides(cache)
+    return cli_main(["pipeline", "--config", MAIN, f"--run_dir={tmp_path / 'main'}",
+                     f"--overrides={json.dumps(FAST)}",
+                     f"--stage_overrides={json.dumps(overrides)}"])
+
+
+def test_main_job_end_to_end_then_resume_after_a_failure(tmp_path, embedded_cache, caplog):
+    broken = _stage_overrides(embedded_cache)
+    broken["generate_disc_ds"] = broken["generate_disc_ds"] + [
+        f"--data.init_args.negatives_csv={tmp_path / 'missing.csv'}"]
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        _run(tmp_path, embedded_cache, stage_overrides=broken)
+    done = {p.stem for p in (tmp_path / "main" / "stages").glob("*.json")}
+    assert {"classifier_ce_fit", "cluster", "negatives", "generate_clusdiff"} <= done
 
     caplog.clear()
     with caplog.at_level("INFO"):
-        again = run()
-    assert again == records
+        records = _run(tmp_path, embedded_cache)
     assert "classifier_ce_fit: up to date, skipped" in caplog.text
+    assert "generate_clusdiff: up to date, skipped" in caplog.text
+    report = (tmp_path / "main" / "results.md").read_text()
+    for row in ("CE (real only)", "pre-trained SD", "ClusDiff", "DiSC-DS"):
+        assert row in report
+    assert "not run" not in report
+    assert "mean adjusted Rand index" in report and "not measured" not in report
+    assert "fid_resnet18" in records["fid_disc_ds"]["metrics"]
+    assert records["negatives"]["metrics"]["negatives/planted_pairs"] == 2
+
+
+def test_changed_inputs_rerun_the_stage(tmp_path):
+    stage = Stage("a", ["table", "--out", str(tmp_path / "t"), "--rows", "[]"])
+    first = run_stages([stage], tmp_path)
+    assert run_stages([stage], tmp_path) == first
+    changed = Stage("a", ["table", "--out", str(tmp_path / "u"), "--rows", "[]"])
+    assert run_stages([changed], tmp_path)["a"]["fingerprint"] != first["a"]["fingerprint"]
+    assert (tmp_path / "u.md").is_file()

@@ -33,7 +33,7 @@ from datamodules.embedded.render import render_dish
 from datamodules.embedded.spec import CONFUSABLE_PAIRS, DISHES, DishSpec
 from datamodules.long_tail import exponential_counts
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 3
 SPLITS = ("train", "test", "pretrain")
 
 

@@ -15,7 +15,9 @@ the UNet EMA; the frozen parts are rebuilt from their source on load.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ from lightning_modules.diffusion.components import (
     save_pipeline,
 )
 from lightning_modules.diffusion.ema import UNetEMA
+from lightning_modules.sampling.guidance import GuidanceConfig
+from lightning_modules.sampling.sampler import make_generators, sample
 
 _COMPUTE_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
 
@@ -237,6 +241,25 @@ class DiffusionFineTune(L.LightningModule):
             if "unet_ema" not in checkpoint:
                 raise KeyError("ema_decay is set but the checkpoint has no 'unet_ema' state")
             self.ema.load_state_dict(checkpoint["unet_ema"])
+
+    # ---- sampling (FID/IS callbacks) ---------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self, labels: torch.Tensor, seeds: Sequence[int], guidance_scale: float = 2.0,
+        num_inference_steps: int = 25,
+    ) -> torch.Tensor:
+        """Images in [0, 1] for class ``labels`` with plain CFG (EMA weights when on); image
+        ``i`` depends only on ``seeds[i]``. Prompts come from the datamodule's
+        ``sample_prompt(label, seed)``."""
+        datamodule = self.trainer.datamodule
+        prompts = [datamodule.sample_prompt(int(c), int(s)) for c, s in zip(labels, seeds)]
+        ema = self.ema.applied() if self.ema is not None else contextlib.nullcontext()
+        with ema:
+            cond = encode_prompts(self.components, prompts)  # (N, L, D)
+            uncond = encode_prompts(self.components, [""])  # (1, L, D)
+            guidance = GuidanceConfig(variant="cfg", guidance_scale=guidance_scale)
+            return sample(self.components, cond, uncond, guidance, make_generators(seeds),
+                          num_inference_steps=num_inference_steps)
 
     # ---- the diffusers pipeline --------------------------------------------------------------
     def export_components(self) -> DiffusionComponents:
