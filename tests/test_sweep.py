@@ -63,4 +63,4 @@ def test_offline_grid_sweep_runs_2x2_trials(tmp_path, embedded_cache, tiny_datam
     assert len(table) == 4
     manifest = tmp_path / "trials" / "tau0.2_alpha0.5" / "synthetic" / "manifest.jsonl"
     record = json.loads(manifest.read_text().splitlines()[0])
-    assert record["params"]["guidance"]["tau"] == 0.2 or record["params"].get("tau") == 0.2
+    assert (record["params"]["tau"], record["params"]["alpha"]) == (0.2, 0.5)
