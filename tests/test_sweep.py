@@ -20,8 +20,9 @@ def test_wandb_command_becomes_experiments_arguments():
 
 
 def test_shipped_sweep_yamls_use_the_trial_command():
-    for name in ("tau_alpha_grid", "tau_alpha_bayes"):
-        spec = yaml.safe_load(open(f"experiments/configs/sweeps/{name}.yaml"))
+    for path in ("experiments/configs/sweeps/tau_alpha_grid.yaml",
+                 "experiments/configs/sweeps/tau_alpha_bayes.yaml"):
+        spec = yaml.safe_load(open(path))
         assert spec["command"][-1] == "${args}" and "trial" in spec["command"]
         assert set(spec["parameters"]) == {"tau", "alpha"}
 
