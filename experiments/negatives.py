@@ -123,27 +123,9 @@ def write_outputs(output_dir: Path, result: NegativesResult) -> None:
         for name, row in zip(names, sim):
             writer.writerow([name, *(f"{v:.6f}" for v in row)])
     (output_dir / "summary.json").write_text(json.dumps(asdict(result), indent=2))
-    plot_heatmap(output_dir / "similarity.png", names, sim)
+    from experiments.plots import plot_similarity  # matplotlib only when writing
 
-
-def plot_heatmap(path: Path, names: Sequence[str], similarity: Sequence[Sequence[float]]) -> None:
-    """Heatmap of the class similarity matrix (matplotlib, Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    size = max(4.0, 0.35 * len(names))
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    image = ax.imshow(similarity, cmap="viridis")
-    if len(names) <= 40:
-        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(names)), names, fontsize=7)
-    ax.set_title("cosine similarity of class-mean ResNet-18 features")
-    fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plot_similarity(output_dir / "similarity.csv", output_dir / "similarity.png")
 
 
 def select_negatives(

@@ -21,9 +21,8 @@ from datamodules.manifest import ManifestRow
 from lightning_modules.diffusion import (
     DiffusionComponents,
     TinyDiffusionConfig,
-    build_tiny_components,
     encode_prompts,
-    load_components,
+    resolve_components,
 )
 from lightning_modules.sampling import GuidanceConfig, make_generators, sample
 
@@ -65,22 +64,15 @@ class Synthesizer(L.LightningModule):
         dataset_info: DatasetInfo | None = None,
     ) -> None:
         super().__init__()
-        if (pretrained_model_name_or_path is None) == (tiny is None):
-            raise ValueError(
-                "set exactly one of pretrained_model_name_or_path (a local diffusers directory) "
-                f"and tiny, got pretrained_model_name_or_path={pretrained_model_name_or_path!r}, "
-                f"tiny={tiny!r}"
-            )
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
-        if pretrained_model_name_or_path is not None:
-            components = load_components(pretrained_model_name_or_path)
-            self.model_name = str(pretrained_model_name_or_path)
-        else:
-            components = build_tiny_components(tiny)
-            self.model_name = "tiny:" + json.dumps(asdict(tiny), sort_keys=True)
+        components = resolve_components(pretrained_model_name_or_path, tiny)
+        self.model_name = (
+            str(pretrained_model_name_or_path) if tiny is None
+            else "tiny:" + json.dumps(asdict(tiny), sort_keys=True)
+        )
         # Submodules, so that the Trainer moves and casts them; frozen.
         self.unet = components.unet.requires_grad_(False)
         self.text_encoder = components.text_encoder.requires_grad_(False)

@@ -7,6 +7,7 @@ from .components import (
     build_tiny_components,
     encode_prompts,
     load_components,
+    resolve_components,
     save_pipeline,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "build_tiny_components",
     "encode_prompts",
     "load_components",
+    "resolve_components",
     "save_pipeline",
 ]

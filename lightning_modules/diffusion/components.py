@@ -232,6 +232,21 @@ def _load_scheduler(folder: Path) -> SchedulerMixin:
     return cls.from_config(config)
 
 
+def resolve_components(
+    pretrained_model_name_or_path: str | Path | None, tiny: TinyDiffusionConfig | None
+) -> DiffusionComponents:
+    """Components from a local diffusers directory or a tiny config; exactly one must be given."""
+    if (pretrained_model_name_or_path is None) == (tiny is None):
+        raise ValueError(
+            "set exactly one of pretrained_model_name_or_path (a local diffusers directory) and "
+            f"tiny (a TinyDiffusionConfig), got pretrained_model_name_or_path="
+            f"{pretrained_model_name_or_path!r}, tiny={tiny!r}"
+        )
+    if tiny is not None:
+        return build_tiny_components(tiny)
+    return load_components(pretrained_model_name_or_path)
+
+
 def load_components(path: str | Path) -> DiffusionComponents:
     """Load components from a LOCAL diffusers-format directory (never from the hub).
 

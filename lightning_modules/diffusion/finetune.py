@@ -32,9 +32,8 @@ from datamodules.info import DatasetInfo
 from lightning_modules.diffusion.components import (
     DiffusionComponents,
     TinyDiffusionConfig,
-    build_tiny_components,
     encode_prompts,
-    load_components,
+    resolve_components,
     save_pipeline,
 )
 from lightning_modules.diffusion.ema import UNetEMA
@@ -92,12 +91,6 @@ class DiffusionFineTune(L.LightningModule):
         save_pipeline_dir: str | None = "pipeline",
     ) -> None:
         super().__init__()
-        if (pretrained_model_name_or_path is None) == (tiny is None):
-            raise ValueError(
-                "set exactly one of pretrained_model_name_or_path (a local diffusers directory) "
-                f"and tiny (a TinyDiffusionConfig), got {pretrained_model_name_or_path!r} and "
-                f"{tiny!r}"
-            )
         if not 0.0 <= prompt_dropout < 1.0:
             raise ValueError(f"prompt_dropout must be in [0, 1), got {prompt_dropout}")
         if lora_rank is not None and lora_rank < 1:
@@ -131,9 +124,7 @@ class DiffusionFineTune(L.LightningModule):
 
     # ---- construction ------------------------------------------------------------------------
     def _build_components(self) -> DiffusionComponents:
-        if self.tiny is not None:
-            return build_tiny_components(self.tiny)
-        return load_components(self.hparams.pretrained_model_name_or_path)
+        return resolve_components(self.hparams.pretrained_model_name_or_path, self.tiny)
 
     def _add_lora(self, rank: int, alpha: float) -> None:
         from peft import LoraConfig
