@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -126,8 +127,10 @@ def run_stages(
             args += ["--ckpt_path", "last"]
         running.write_text(key)
         rank_zero_info(f"[pipeline] {stage.name}: python -m experiments {' '.join(args)}")
+        started = time.perf_counter()
         result = cli_main(args)
         record = {"fingerprint": key, "args": stage.args,
+                  "seconds": round(time.perf_counter() - started, 1),
                   "metrics": _collect_metrics(result, stage.metrics, stage.metrics_json)}
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(record, indent=2))
