@@ -72,3 +72,22 @@ def test_collate_mixes_rows_with_consistent_labels_and_lambda():
 def test_mixup_all_without_real_samples_is_an_error():
     with pytest.raises(ValueError, match="needs real samples"):
         plan_epoch("mixup_all", [True] * 4, 2, random.Random(0))
+
+
+def test_ranks_share_the_plans_of_an_epoch_without_loss_or_overlap():
+    """Under DDP Lightning wraps the planner in DistributedSamplerWrapper: each rank gets a
+    disjoint share of the epoch's plans (padding repeats plans when the count does not divide)."""
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    def plans_of(rank: int) -> list[BatchPlan]:
+        wrapper = DistributedSamplerWrapper(
+            MixupPlanner("mixup_all", IS_SYNTH, 8, seed=5), num_replicas=2, rank=rank,
+            shuffle=False)
+        wrapper.set_epoch(0)
+        return list(wrapper)
+
+    rank0, rank1 = plans_of(0), plans_of(1)
+    everything = list(MixupPlanner("mixup_all", IS_SYNTH, 8, seed=5))
+    assert len(rank0) == len(rank1) == 3  # 5 plans over 2 ranks: one repeated as padding
+    assert set(rank0) | set(rank1) == set(everything)
+    assert len(set(rank0) & set(rank1)) <= 1
