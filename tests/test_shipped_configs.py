@@ -33,10 +33,14 @@ def test_every_shipped_yaml_is_used_by_a_test_or_another_config():
     assert not unused, f"shipped configs no test exercises: {unused}"
 
 
-@pytest.mark.parametrize("name", ["gen_tau02", "sd_all_fit", "cads_test"])
-def test_ablation_pipeline_stages_parse(name, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "name, dataset",
+    [("gen_tau02", "embedded"), ("sd_all_fit", "embedded"), ("cads_test", "embedded"),
+     ("tau05_fit", "food101_lt")],
+)
+def test_ablation_pipeline_stages_parse(name, dataset, tmp_path, capsys):
     stages = {s.name: s for s in load_pipeline(CONFIGS / "embedded" / "ablations.yaml")["stages"]}
-    values = {"run_dir": str(tmp_path), "main": str(tmp_path / "main"),
+    values = {"run_dir": str(tmp_path), "main": str(tmp_path / "main"), "dataset": dataset,
               "model": "experiments/assets/embedded_sd"}
     args = [a.format_map(values) for a in stages[name].args]
     with pytest.raises(SystemExit) as exit_info:
@@ -50,6 +54,13 @@ def test_table_config_renders_with_missing_runs(tmp_path):
                          f"--out={tmp_path / 'table'}"])
     assert markdown.count("\n") == 11 and "food101_lt: 68.5 / 45.2 / 51.6" in markdown
     assert (tmp_path / "table.csv").is_file()
+
+
+def test_vfn_lt_real_synthetic_config_parses(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(CONFIGS / "vfn_lt" / "classifier_real_synthetic.yaml"),
+                  "--print_config"])
+    assert "mode: mixup_all" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("platform", ["gpu.yaml", "ddp.yaml"])
