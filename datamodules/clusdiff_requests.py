@@ -7,28 +7,23 @@ The rest (counts per class, seeds, output paths, resumability) is the one genera
 
 from __future__ import annotations
 
-import csv
 import random
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Literal
 
+from datamodules.diffusion_data import read_subclasses
 from datamodules.generation import GenerationRequests
 
 CLUSDIFF_PROMPT = "A photo of {class_name}, style {subclass}, a type of food."
 
 
 def subclass_sizes(path: str | Path) -> dict[str, Counter]:
-    """``class_name -> Counter(subclass -> number of training images)`` from ``subclasses.csv``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"subclasses_csv={str(path)!r} does not exist: run the clustering stage first"
-        )
+    """``class_name -> Counter(subclass -> number of training images)`` from ``subclasses.csv``
+    (read and validated by the fine-tune's own reader, so both see the same sub-classes)."""
     sizes: dict[str, Counter] = defaultdict(Counter)
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            sizes[row["class_name"]][int(row["subclass"])] += 1
+    for key, subclass in read_subclasses(path).items():
+        sizes[key.split("/", 1)[0]][subclass] += 1
     return sizes
 
 
