@@ -4,8 +4,10 @@ Both run on the SAME components with the exact Stable Diffusion v1.4 architectur
 CLIP ViT-L/14 text encoder) and random weights (timing does not depend on the weights), the same
 DPM-Solver++ scheduler (``from_config`` of SD v1's scheduler config), prompts, batch and seeds,
 in one process. The baseline is stock diffusers; the optional speed-ups (``--channels-last``,
-``--compile``) apply to this project's sampler only, on its own copy of the UNet. Attention is
-PyTorch SDPA (diffusers' default AttnProcessor2_0) for both.
+``--compile``, ``--fuse-qkv``) apply to this project's sampler only, on its own copy of the UNet
+(``lightning_modules.diffusion.acceleration``, the same switches as the generation stage's
+``model.init_args.acceleration``). Attention is PyTorch SDPA (diffusers' default
+AttnProcessor2_0) for both.
 
     python benchmarks/sampler_speed.py                   # GPU: 512 px, 50 steps, fp16, batch 8
     python benchmarks/sampler_speed.py --compile --channels-last
@@ -17,7 +19,6 @@ On a CPU the ratio's floor is about 1.5 (three UNet evaluations per step against
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from collections.abc import Callable
@@ -32,7 +33,14 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from lightning_modules.diffusion import SD_V1_SCHEDULER_CONFIG, DiffusionComponents, encode_prompts
+from lightning_modules.diffusion import (
+    COMPILE_MODES,
+    SD_V1_SCHEDULER_CONFIG,
+    Acceleration,
+    DiffusionComponents,
+    accelerate,
+    encode_prompts,
+)
 from lightning_modules.diffusion.components import _char_level_clip_tokenizer
 from lightning_modules.sampling import GuidanceConfig, make_generators, sample
 
@@ -52,7 +60,9 @@ class Result:
     batch_size: int
     repeats: int
     channels_last: bool
+    fuse_qkv: bool
     compile: bool
+    compile_mode: str
     diffusers_cfg_s_per_image: float
     disc_ds_s_per_image: float
     ratio: float
@@ -68,13 +78,13 @@ def build_components(small: bool, device: torch.device, dtype: torch.dtype) -> D
         max_position_embeddings=tokenizer.model_max_length,
     )
     if small:
-        unet = UNet2DConditionModel(
+        unet_kwargs = dict(
             sample_size=16, block_out_channels=(32, 64), layers_per_block=1,
             down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
             cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8,
         )
-        vae = AutoencoderKL(
+        vae_kwargs = dict(
             block_out_channels=(16, 32), down_block_types=("DownEncoderBlock2D",) * 2,
             up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8,
             sample_size=32,
@@ -84,11 +94,11 @@ def build_components(small: bool, device: torch.device, dtype: torch.dtype) -> D
             num_hidden_layers=2, num_attention_heads=4, **ids,
         )
     else:  # the configs of CompVis/stable-diffusion-v1-4 (unet/, vae/, text_encoder/)
-        unet = UNet2DConditionModel(
+        unet_kwargs = dict(
             sample_size=64, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
             cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32,
         )
-        vae = AutoencoderKL(
+        vae_kwargs = dict(
             block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
             up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4,
             norm_num_groups=32, sample_size=512,
@@ -97,10 +107,14 @@ def build_components(small: bool, device: torch.device, dtype: torch.dtype) -> D
             vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
             num_attention_heads=12, hidden_act="quick_gelu", projection_dim=768, **ids,
         )
+    with device:  # initialise the weights on the device: far faster than on the CPU at full size
+        unet = UNet2DConditionModel(**unet_kwargs)
+        vae = AutoencoderKL(**vae_kwargs)
+        text_encoder = CLIPTextModel(text)
     scheduler = DPMSolverMultistepScheduler.from_config(SD_V1_SCHEDULER_CONFIG)
     return DiffusionComponents(
         unet.to(device, dtype).eval().requires_grad_(False),
-        CLIPTextModel(text).to(device, dtype).eval().requires_grad_(False),
+        text_encoder.to(device, dtype).eval().requires_grad_(False),
         tokenizer,
         scheduler,
         vae.to(device, dtype).eval().requires_grad_(False),
@@ -129,6 +143,7 @@ def benchmark(
     repeats: int | None = None,
     device: str = "auto",
     channels_last: bool = False,
+    fuse_qkv: bool = False,
     compile_unet: bool = False,
     compile_mode: str = "default",
 ) -> Result:
@@ -159,15 +174,9 @@ def benchmark(
             generator=make_generators(seeds), output_type="pt",
         ).images
 
-    ours = components
-    if channels_last or compile_unet:
-        unet = copy.deepcopy(components.unet)
-        if channels_last:
-            unet = unet.to(memory_format=torch.channels_last)
-        if compile_unet:
-            unet = torch.compile(unet, mode=compile_mode, fullgraph=True)
-        ours = DiffusionComponents(unet, components.text_encoder, components.tokenizer,
-                                   components.scheduler, components.vae)
+    acceleration = Acceleration(channels_last=channels_last, fuse_qkv=fuse_qkv,
+                                compile=compile_unet, compile_mode=compile_mode)
+    ours = accelerate(components, acceleration)
     guidance = GuidanceConfig(variant="disc_ds", guidance_scale=guidance_scale)
 
     def run_disc_ds() -> object:
@@ -189,7 +198,9 @@ def benchmark(
         batch_size=batch,
         repeats=repeats,
         channels_last=channels_last,
+        fuse_qkv=fuse_qkv,
         compile=compile_unet,
+        compile_mode=compile_mode,
         diffusers_cfg_s_per_image=baseline,
         disc_ds_s_per_image=disc_ds,
         ratio=disc_ds / baseline,
@@ -204,14 +215,15 @@ def main(argv: list[str] | None = None) -> Result:
     parser.add_argument("--repeats", type=int, help="timed calls after a warm-up (3; small: 1)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--channels-last", action="store_true", help="ours: channels_last UNet")
+    parser.add_argument("--fuse-qkv", action="store_true", help="ours: fused QKV projections")
     parser.add_argument("--compile", action="store_true", help="ours: torch.compile the UNet")
     parser.add_argument("--compile-mode", default="default",
-                        help="torch.compile mode: default, reduce-overhead (CUDA graphs), ...")
+                        choices=COMPILE_MODES, help="torch.compile mode (reduce-overhead: CUDA graphs)")
     parser.add_argument("--json", help="also write the result to this file")
     args = parser.parse_args(argv)
     result = benchmark(
         small=args.small, steps=args.steps, batch_size=args.batch_size, repeats=args.repeats,
-        device=args.device, channels_last=args.channels_last, compile_unet=args.compile,
+        device=args.device, channels_last=args.channels_last, fuse_qkv=args.fuse_qkv, compile_unet=args.compile,
         compile_mode=args.compile_mode,
     )
     print(

@@ -111,6 +111,7 @@ def test_food101_lt_configs(embedded_cache, resnet_weights, tmp_path):
 
     cpu = ["--trainer.accelerator=cpu", "--trainer.precision=32-true",
            f"--model.init_args.pretrained_model_name_or_path={sd}",
+           "--model.init_args.acceleration.compile=false",  # minutes on 2 CPU cores, no gain
            "--data.init_args.image_size=32", "--data.init_args.num_workers=0",
            *real("--data.init_args.real.init_args")]
     reference = _predict("food101_lt/reference_set.yaml", tmp_path / "ref", *cpu)

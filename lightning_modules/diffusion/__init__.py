@@ -1,5 +1,6 @@
 """Stable Diffusion components: tiny offline builds, local loading and saving, prompt encoding."""
 
+from .acceleration import COMPILE_MODES, Acceleration, accelerate, accelerate_unet
 from .components import (
     SD_V1_SCHEDULER_CONFIG,
     DiffusionComponents,
@@ -12,6 +13,10 @@ from .components import (
 )
 
 __all__ = [
+    "COMPILE_MODES",
+    "Acceleration",
+    "accelerate",
+    "accelerate_unet",
     "SD_V1_SCHEDULER_CONFIG",
     "DiffusionComponents",
     "TinyDiffusionConfig",

@@ -44,7 +44,12 @@ def randn_per_sample(
     rows = [
         torch.randn((1, *shape[1:]), generator=g, device=g.device, dtype=dtype) for g in generators
     ]
-    return torch.cat(rows, dim=0).to(device)
+    noise = torch.cat(rows, dim=0)
+    if noise.device.type == "cpu" and torch.device(device).type == "cuda":
+        # Pinned + non_blocking: the copy is queued behind the GPU work instead of waiting for
+        # it, so the host keeps launching kernels (one blocking copy per step otherwise).
+        return noise.pin_memory().to(device, non_blocking=True)
+    return noise.to(device)
 
 
 def anneal_condition(

@@ -167,8 +167,9 @@ def sample(
     step_kwargs = {"generator": list(generators)} if accepts_generator else {}
     train_steps = scheduler.config.num_train_timesteps
     k = guidance.num_branches
+    host_timesteps = timesteps.tolist()  # one device sync here, none per step (float(t) syncs)
     for i, t in enumerate(timesteps):
-        clock_t = annealing_time(i, len(timesteps), float(t), train_steps, guidance.clock)
+        clock_t = annealing_time(i, len(timesteps), host_timesteps[i], train_steps, guidance.clock)
         gamma = cads_gamma(clock_t, guidance.tau1, guidance.tau2)
         embeddings = branch_conditions(guidance, uncond, cond, neg, gamma, generators)  # (kB, L, D)
         model_input = scheduler.scale_model_input(torch.cat([latents] * k), t)  # (kB, C, h, w)
