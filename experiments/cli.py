@@ -9,6 +9,7 @@ without a ``save_dir`` and checkpoint callbacks without a ``dirpath`` are pointe
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -62,16 +63,31 @@ def _default_init_arg(
 
 def lightning_cli(args: list[str] | None = None, run: bool = True) -> ExperimentCLI:
     """Build (and by default run) the experiment CLI; ``args`` as on the command line."""
-    return ExperimentCLI(
-        model_class=L.LightningModule,
-        datamodule_class=L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={
-            "parser_mode": "omegaconf",
-            **{cmd: {"default_config_files": [str(DEFAULTS)]} for cmd in SUBCOMMANDS},
-        },
-        args=args,
-        run=run,
-    )
+    try:
+        return ExperimentCLI(
+            model_class=L.LightningModule,
+            datamodule_class=L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={
+                "parser_mode": "omegaconf",
+                **{cmd: {"default_config_files": [str(DEFAULTS)]} for cmd in SUBCOMMANDS},
+            },
+            args=args,
+            run=run,
+        )
+    finally:
+        if run:
+            finish_wandb_run()
+
+
+def finish_wandb_run() -> None:
+    """One CLI call is one W&B run: close the one it opened.
+
+    Without this, the next call in the same process (pipeline stages, sweep trials, tests) gets
+    the open run back from ``wandb.init`` and logs into it under the wrong run directory.
+    """
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()

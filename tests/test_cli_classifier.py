@@ -123,3 +123,17 @@ def test_invalid_config_fails_with_a_clear_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "lr_schedule" in err and "linear" in err
     assert "Traceback" not in err
+
+
+def test_each_in_process_run_gets_its_own_wandb_run(tmp_path, embedded_cache, monkeypatch):
+    """Pipeline stages run in one process: the second must not log into the first's W&B run."""
+    from experiments.table import wandb_run_id
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    runs = [tmp_path / "first", tmp_path / "second"]
+    for run in runs:
+        cli_main(["fit", *_args(run, embedded_cache, "--trainer.max_epochs=1",
+                                "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1")])
+    ids = [wandb_run_id(run) for run in runs]
+    assert all(ids) and ids[0] != ids[1]
+    assert __import__("wandb").run is None  # closed when the CLI call returned
