@@ -162,8 +162,9 @@ def run_pipeline(
     """Run a pipeline and print its results table; ``--config <pipeline.yaml>`` gives the
     arguments (the signature is the YAML's schema).
 
-    In stage arguments and table rows, ``{run_dir}`` and ``{<param>}`` are replaced by their
-    values, so one pipeline serves the main job, the tests and sweep trials.
+    In stage arguments and table rows (run_dir, dataset, paper), ``{run_dir}`` and ``{<param>}``
+    are replaced by their values, so one pipeline serves the main job, the tests, sweep trials and
+    every dataset.
 
     Args:
         stages: The steps, in order.
@@ -186,7 +187,8 @@ def run_pipeline(
         raise ValueError(f"stage names must be unique, got {names}")
     out = Path(run_dir)
     records = run_stages(stages, out, overrides, stage_overrides)
-    rows = [Row(r.method, r.run_dir.format_map(values), r.dataset, r.paper) for r in table or []]
+    rows = [Row(r.method, *(None if v is None else v.format_map(values)
+                            for v in (r.run_dir, r.dataset, r.paper))) for r in table or []]
     report = write_table(rows, out / "results") + "\n\n" + summary_lines(summary or [], records)
     (out / "results.md").write_text(report + "\n")
     print(report)

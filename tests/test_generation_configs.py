@@ -1,8 +1,9 @@
 """Every shipped generation YAML, run in-process with tiny overrides (2 steps, 1 image/class).
 
 Embedded: stage 1a (reference set) -> stage 1b (negatives) -> stage 2 (DiSC-DS), then each
-sampler variant file. Food101-LT: the same configs with the real dataset root pointed at the tiny
-embedded dataset (it is in Food-101's layout) and the SD v1.4 path at a saved tiny pipeline.
+sampler variant file. Food101-LT and VFN-LT: the same stages from their own configs with the real
+dataset root pointed at the tiny embedded dataset (Food-101's layout; VFN-LT gets split lists
+written for it) and the SD v1.4 path at a saved tiny pipeline.
 """
 
 from __future__ import annotations
@@ -93,7 +94,21 @@ def test_sampler_variants(sampler, embedded_cache, tiny_datamodule, tmp_path):
     assert len(synthetic) == 10 and {s.row.sampler for s in synthetic} == {sampler}
 
 
-def test_food101_lt_configs(embedded_cache, resnet_weights, tmp_path):
+def _vfn_lists(root: Path, out: Path) -> dict[str, str]:
+    """VFN-LT split lists (``class/file`` with extension) for the embedded Food-101 layout."""
+    def write(split: str) -> str:
+        lines = (root / "meta" / split).read_text().split()
+        path = out / f"vfn_{split}"
+        path.write_text("\n".join(f"{line}.jpg" for line in lines) + "\n")
+        return str(path)  # absolute: VFN-LT joins it to the root
+
+    return {"train_list": write("train_lt.txt"), "test_list": write("test.txt"),
+            "classes_file": "meta/classes.txt", "images_dir": "images"}
+
+
+@pytest.mark.parametrize("dataset", ["food101_lt", "vfn_lt"])
+def test_paper_dataset_disc_ds_configs(dataset, embedded_cache, resnet_weights, tmp_path):
+    """Stage 1a -> 1b -> 2 from the dataset's shipped configs on the tiny embedded images."""
     from datamodules.embedded import EmbeddedSettings
     from datamodules.embedded.build import dataset_dir
     from lightning_modules.diffusion import (
@@ -104,27 +119,29 @@ def test_food101_lt_configs(embedded_cache, resnet_weights, tmp_path):
 
     sd = save_pipeline(build_tiny_components(TinyDiffusionConfig()), tmp_path / "sd-v1-4")
     root = dataset_dir(embedded_cache, EmbeddedSettings(**TINY_SETTINGS))
+    layout = ({"train_split": "meta/train_lt.txt"} if dataset == "food101_lt"  # wins over long_tail
+              else _vfn_lists(root, tmp_path))
 
     def real(prefix: str) -> list[str]:
-        return [f"{prefix}.root={root}", f"{prefix}.train_split=meta/train_lt.txt",
-                f"{prefix}.num_head_classes=3"]  # a split file wins over long_tail
+        settings = {"root": root, "num_head_classes": 3, **layout}
+        return [f"{prefix}.{key}={value}" for key, value in settings.items()]
 
     cpu = ["--trainer.accelerator=cpu", "--trainer.precision=32-true",
            f"--model.init_args.pretrained_model_name_or_path={sd}",
            "--model.init_args.acceleration.compile=false",  # minutes on 2 CPU cores, no gain
            "--data.init_args.image_size=32", "--data.init_args.num_workers=0",
            *real("--data.init_args.real.init_args")]
-    reference = _predict("food101_lt/reference_set.yaml", tmp_path / "ref", *cpu)
+    reference = _predict(f"{dataset}/reference_set.yaml", tmp_path / "ref", *cpu)
     assert len(reference) == 10 and reference[0].row.model == str(sd)
     result = cli_main([
-        "negatives", "--config", str(CONFIGS / "food101_lt/negatives.yaml"),
+        "negatives", "--config", str(CONFIGS / f"{dataset}/negatives.yaml"),
         f"--manifest={tmp_path / 'ref'}", f"--weights_path={resnet_weights}",
         f"--output_dir={tmp_path / 'neg'}", "--image_size=32", "--resize_size=32",
         "--device=cpu", *real("--data.init_args"),
     ])
     assert len(result.negatives) == 10 and result.planted_pairs is None
     synthetic = _predict(
-        "food101_lt/disc_ds_generate.yaml", tmp_path / "disc_ds", *cpu,
+        f"{dataset}/disc_ds_generate.yaml", tmp_path / "disc_ds", *cpu,
         f"--data.init_args.negatives_csv={tmp_path / 'neg' / 'negatives.csv'}",
     )
     assert len(synthetic) == 10 and {s.row.sampler for s in synthetic} == {"disc_ds"}

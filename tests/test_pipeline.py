@@ -72,3 +72,13 @@ def test_changed_inputs_rerun_the_stage(tmp_path):
     changed = Stage("a", ["table", "--out", str(tmp_path / "u"), "--rows", "[]"])
     assert run_stages([changed], tmp_path)["a"]["fingerprint"] != first["a"]["fingerprint"]
     assert (tmp_path / "u.md").is_file()
+
+
+def test_table_rows_take_the_params(tmp_path):
+    from experiments.pipeline import run_pipeline
+    from experiments.table import Row
+
+    rows = [Row("CE", "{run_dir}/ce", dataset="{dataset}", paper="{paper}/ce")]
+    run_pipeline([], str(tmp_path), params={"dataset": "vfn_lt", "paper": "vfn_lt"}, table=rows)
+    report = (tmp_path / "results.md").read_text()
+    assert "vfn_lt: 62.3 / 24.4 / 35.8" in report and "{" not in report

@@ -33,26 +33,44 @@ def test_every_shipped_yaml_is_used_by_a_test_or_another_config():
     assert not unused, f"shipped configs no test exercises: {unused}"
 
 
-@pytest.mark.parametrize(
-    "name, dataset",
-    [("gen_tau02", "embedded"), ("sd_all_fit", "embedded"), ("cads_test", "embedded"),
-     ("tau05_fit", "food101_lt")],
-)
+ABLATIONS = CONFIGS / "pipelines" / "ablations.yaml"
+# Every stage config the ablation pipeline names, once per dataset where it differs.
+ABLATION_STAGES = [
+    *[(name, "embedded") for name in ("gen_tau02", "sd_all_fit", "cads_test", "gen_no_cluster")],
+    *[(name, "food101_lt") for name in ("tau05_fit", "gen_sd", "negatives", "cluster",
+                                        "finetune_no_cluster", "gen_clusdiff")],
+    *[(name, "vfn_lt") for name in ("ce_fit", "gen_sd", "reference_set", "negatives",
+                                    "gen_disc_ds", "cluster", "finetune_clusdiff",
+                                    "finetune_no_cluster", "gen_clusdiff", "disc_ds_test")],
+]
+
+
+@pytest.mark.parametrize("name, dataset", ABLATION_STAGES)
 def test_ablation_pipeline_stages_parse(name, dataset, tmp_path, capsys):
-    stages = {s.name: s for s in load_pipeline(CONFIGS / "embedded" / "ablations.yaml")["stages"]}
-    values = {"run_dir": str(tmp_path), "main": str(tmp_path / "main"), "dataset": dataset,
+    stages = {s.name: s for s in load_pipeline(ABLATIONS)["stages"]}
+    values = {"run_dir": str(tmp_path), "dataset": dataset, "paper": dataset,
               "model": "experiments/assets/embedded_sd"}
     args = [a.format_map(values) for a in stages[name].args]
+    assert Path(args[2]).is_file(), f"{dataset} has no {Path(args[2]).name}"
     with pytest.raises(SystemExit) as exit_info:
         cli_main([*args, "--print_config"])
     assert exit_info.value.code in (0, None)
-    assert "class_path" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "class_path" in out
+    if dataset == "vfn_lt":
+        assert "datamodules.VFNLT" in out and "/path/to/vfn" in out
+
+
+def test_ablation_table_rows_name_each_dataset_and_paper():
+    rows = load_pipeline(ABLATIONS)["table"]
+    assert {r.dataset for r in rows} == {"{dataset}"}
+    assert sum(1 for r in rows if r.paper) == 10  # "no clustering" is in neither paper
 
 
 def test_table_config_renders_with_missing_runs(tmp_path):
     markdown = cli_main(["table", "--config", str(CONFIGS / "tables" / "embedded_ablations.yaml"),
                          f"--out={tmp_path / 'table'}"])
-    assert markdown.count("\n") == 11 and "food101_lt: 68.5 / 45.2 / 51.6" in markdown
+    assert markdown.count("\n") == 12 and "food101_lt: 68.5 / 45.2 / 51.6" in markdown
     assert (tmp_path / "table.csv").is_file()
 
 
