@@ -63,6 +63,7 @@ def _default_init_arg(
 
 def lightning_cli(args: list[str] | None = None, run: bool = True) -> ExperimentCLI:
     """Build (and by default run) the experiment CLI; ``args`` as on the command line."""
+    failed = False
     try:
         return ExperimentCLI(
             model_class=L.LightningModule,
@@ -77,12 +78,15 @@ def lightning_cli(args: list[str] | None = None, run: bool = True) -> Experiment
             args=args,
             run=run,
         )
+    except BaseException:
+        failed = True
+        raise
     finally:
         if run:
-            finish_wandb_run()
+            finish_wandb_run(exit_code=1 if failed else 0)
 
 
-def finish_wandb_run() -> None:
+def finish_wandb_run(exit_code: int = 0) -> None:
     """One CLI call is one W&B run: close the one it opened.
 
     Without this, the next call in the same process (pipeline stages, sweep trials, tests) gets
@@ -90,4 +94,4 @@ def finish_wandb_run() -> None:
     """
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
-        wandb.finish()
+        wandb.finish(exit_code=exit_code)  # a failed call shows as failed, not finished

@@ -62,16 +62,26 @@ def fingerprint(stage: Stage, upstream: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def _referenced_files(config: Path) -> list[Path]:
-    """Group config files a composite config names by relative path (``data: ../data/x.yaml``)."""
-    content = yaml.safe_load(config.read_text()) or {}
+def _referenced_files(config: Path, seen: set[Path] | None = None) -> list[Path]:
+    """Config files a composite config names by relative path, at any depth and transitively
+    (``model: ../model/x.yaml``, ``data.init_args.real: ../data/food101_lt.yaml``)."""
+    seen = set() if seen is None else seen
     refs = []
-    for value in content.values() if isinstance(content, dict) else []:
-        if isinstance(value, str) and value.endswith((".yaml", ".yml")):
-            candidate = config.parent / value
-            if candidate.is_file():
-                refs.append(candidate)
+    for value in _strings(yaml.safe_load(config.read_text())):
+        candidate = (config.parent / value).resolve()
+        if value.endswith((".yaml", ".yml")) and candidate.is_file() and candidate not in seen:
+            seen.add(candidate)
+            refs += [candidate, *_referenced_files(candidate, seen)]
     return refs
+
+
+def _strings(node) -> list[str]:
+    """Every string value in a parsed YAML document."""
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        node = list(node.values())
+    return [s for item in node for s in _strings(item)] if isinstance(node, list) else []
 
 
 def _collect_metrics(result, names: list[str], metrics_json: str | None) -> dict[str, float]:
@@ -135,7 +145,7 @@ def run_stages(
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(record, indent=2))
         os.replace(tmp, path)
-        running.unlink()
+        running.unlink(missing_ok=True)
         records[stage.name] = record
     return records
 
@@ -173,26 +183,50 @@ def run_pipeline(
         table: Classifier runs for the head / tail / overall table.
         summary: Single metrics of stages, listed under the table.
         overrides: Arguments appended to every LightningCLI stage, e.g.
-            ``["--trainer.accelerator=gpu", "--trainer.devices=4"]``.
+            ``["--trainer.accelerator=gpu"]`` (one process: several devices are refused).
         stage_overrides: Arguments appended to single stages, by stage name.
     """
+    _check_single_process(overrides)
     values = {**(params or {}), "run_dir": run_dir}
-    stages = [
-        replace(s, args=[str(a).format_map(values) for a in s.args],
-                metrics_json=s.metrics_json.format_map(values) if s.metrics_json else None)
-        for s in stages
-    ]
+
+    def fill(text: str | None, where: str) -> str | None:
+        try:
+            return None if text is None else str(text).format_map(values)
+        except KeyError as missing:
+            raise ValueError(
+                f"pipeline {where}: placeholder {{{missing.args[0]}}} in {text!r} has no value; "
+                f"give it in params (given: {sorted(values)})"
+            ) from None
+
+    # Every placeholder is filled before the first stage runs: a missing one fails now.
+    stages = [replace(s, args=[fill(a, f"stage {s.name!r}") for a in s.args],
+                      metrics_json=fill(s.metrics_json, f"stage {s.name!r}")) for s in stages]
+    rows = [Row(r.method, *(fill(v, f"table row {r.method!r}")
+                            for v in (r.run_dir, r.dataset, r.paper))) for r in table or []]
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ValueError(f"stage names must be unique, got {names}")
     out = Path(run_dir)
     records = run_stages(stages, out, overrides, stage_overrides)
-    rows = [Row(r.method, *(None if v is None else v.format_map(values)
-                            for v in (r.run_dir, r.dataset, r.paper))) for r in table or []]
     report = write_table(rows, out / "results") + "\n\n" + summary_lines(summary or [], records)
     (out / "results.md").write_text(report + "\n")
     print(report)
     return records
+
+
+def _check_single_process(overrides: list[str] | None) -> None:
+    """The runner is one process that runs its stages in turn; a multi-process launch would run
+    the whole pipeline once per rank. Several GPUs: run the stage commands themselves."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    multi = [o for o in overrides or [] if o.startswith(("--trainer.strategy=ddp",
+                                                        "--trainer.num_nodes="))
+             or (o.startswith("--trainer.devices=") and o.split("=", 1)[1] not in ("1", "[0]"))]
+    if world > 1 or multi:
+        raise ValueError(
+            f"the pipeline runs each stage in this one process (WORLD_SIZE={world}, overrides "
+            f"{multi}); for several GPUs run the stages' commands (printed as they start, and in "
+            "<run_dir>/stages/*.json) with --trainer.devices=-1 --trainer.strategy=ddp"
+        )
 
 
 def summary_lines(lines: list[SummaryLine], records: dict[str, dict]) -> str:

@@ -21,11 +21,11 @@ from datamodules.manifest import ManifestRow
 from lightning_modules.diffusion import (
     Acceleration,
     DiffusionComponents,
+    accelerate,
     TinyDiffusionConfig,
     encode_prompts,
     resolve_components,
 )
-from lightning_modules.diffusion.acceleration import accelerate
 from lightning_modules.sampling import GuidanceConfig, make_generators, sample
 
 
@@ -99,7 +99,9 @@ class Synthesizer(L.LightningModule):
         self._sampling = accelerate(self.components, self.acceleration)
 
     def on_predict_end(self) -> None:
+        """Release the sampling copies (the compiled UNet holds its own weights)."""
         self._sampling = None
+
     @property
     def components(self) -> DiffusionComponents:
         """The model's parts, on the module's current device and dtype."""
@@ -119,6 +121,7 @@ class Synthesizer(L.LightningModule):
             "precision": str(self.trainer.precision) if self._trainer is not None else None,
             "height": height,
             "width": width,
+            "acceleration": asdict(self.acceleration),
         }
 
     def predict_step(self, batch: dict, batch_idx: int = 0) -> SynthesisOutput:

@@ -56,11 +56,26 @@ def test_channels_last_and_fused_qkv_keep_the_images_and_the_original() -> None:
     assert {type(p).__name__ for p in tiny.unet.attn_processors.values()} == processors
 
 
-def _predict(real, acceleration: Acceleration) -> tuple[Synthesizer, torch.Tensor]:
+class ChecksTheSamplingCopy(L.Callback):
+    """Looks at the module while it predicts: the copy is in use and stays out of the state dict."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        fast = pl_module._sampling.unet
+        assert fast is not pl_module.unet
+        assert any("Fused" in type(p).__name__ for p in fast.attn_processors.values())
+        assert fast.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+        assert not any(k.startswith("_sampling") for k in pl_module.state_dict())
+        self.checked += 1
+
+
+def _predict(real, acceleration: Acceleration, callbacks=()) -> tuple[Synthesizer, torch.Tensor]:
     model = Synthesizer(tiny=TinyDiffusionConfig(), num_inference_steps=2,
                         guidance=GuidanceConfig(variant="cads"), acceleration=acceleration)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+                        enable_model_summary=False, callbacks=list(callbacks))
     data = GenerationRequests(real, per_class=1, image_size=32, batch_size=5)
     outputs = trainer.predict(model, datamodule=data)
     return model, torch.cat([o.images for o in outputs])
@@ -68,9 +83,13 @@ def _predict(real, acceleration: Acceleration) -> tuple[Synthesizer, torch.Tenso
 
 def test_synthesizer_predicts_with_the_accelerated_copy(tiny_datamodule) -> None:
     plain_model, plain = _predict(tiny_datamodule, Acceleration())
-    model, images = _predict(tiny_datamodule, Acceleration(channels_last=True, fuse_qkv=True))
+    check = ChecksTheSamplingCopy()
+    model, images = _predict(
+        tiny_datamodule, Acceleration(channels_last=True, fuse_qkv=True), [check]
+    )
+    assert check.checked == 2  # 10 requests in batches of 5
     torch.testing.assert_close(images, plain, atol=1e-5, rtol=0)
-    assert sorted(model.state_dict()) == sorted(plain_model.state_dict())  # copy not registered
+    assert sorted(model.state_dict()) == sorted(plain_model.state_dict())
     assert model._sampling is None  # released when prediction ends
 
 

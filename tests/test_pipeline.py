@@ -82,3 +82,41 @@ def test_table_rows_take_the_params(tmp_path):
     run_pipeline([], str(tmp_path), params={"dataset": "vfn_lt", "paper": "vfn_lt"}, table=rows)
     report = (tmp_path / "results.md").read_text()
     assert "vfn_lt: 62.3 / 24.4 / 35.8" in report and "{" not in report
+
+
+def test_fingerprint_follows_nested_and_transitive_config_references(tmp_path):
+    from experiments.pipeline import fingerprint
+
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "data").mkdir()
+    config = tmp_path / "stage" / "gen.yaml"
+    config.write_text("data:\n  init_args:\n    real: ../data/food.yaml\n")
+    food, profile = tmp_path / "data" / "food.yaml", tmp_path / "data" / "profile.yaml"
+    food.write_text("init_args: {root: /a, long_tail: profile.yaml}\n")
+    profile.write_text("n_max: 750\n")
+    stage = Stage("gen", ["predict", "--config", str(config)])
+    before = fingerprint(stage, [])
+    food.write_text("init_args: {root: /b, long_tail: profile.yaml}\n")
+    after_root = fingerprint(stage, [])
+    profile.write_text("n_max: 500\n")
+    assert len({before, after_root, fingerprint(stage, [])}) == 3
+
+
+def test_missing_placeholder_fails_before_any_stage_runs(tmp_path):
+    from experiments.pipeline import run_pipeline
+    from experiments.table import Row
+
+    stage = Stage("a", ["table", "--out", str(tmp_path / "t"), "--rows", "[]"])
+    with pytest.raises(ValueError, match=r"table row 'CE': placeholder \{paper\}"):
+        run_pipeline([stage], str(tmp_path), params={"dataset": "vfn_lt"},
+                     table=[Row("CE", "{run_dir}/ce", "{dataset}", "{paper}/ce")])
+    assert not (tmp_path / "stages").exists() and not (tmp_path / "t.md").exists()
+
+
+@pytest.mark.parametrize("override", ["--trainer.strategy=ddp", "--trainer.devices=4",
+                                      "--trainer.num_nodes=2"])
+def test_multi_process_overrides_are_refused(tmp_path, override):
+    from experiments.pipeline import run_pipeline
+
+    with pytest.raises(ValueError, match="runs each stage in this one process"):
+        run_pipeline([], str(tmp_path), overrides=["--trainer.accelerator=gpu", override])

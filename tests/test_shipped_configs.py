@@ -61,6 +61,14 @@ def test_ablation_pipeline_stages_parse(name, dataset, tmp_path, capsys):
         assert "datamodules.VFNLT" in out and "/path/to/vfn" in out
 
 
+@pytest.mark.parametrize("dataset", ["embedded", "food101_lt", "vfn_lt"])
+def test_every_ablation_stage_config_exists_for_each_dataset(dataset):
+    values = {"run_dir": "runs/x", "dataset": dataset, "paper": dataset, "model": "m"}
+    for stage in load_pipeline(ABLATIONS)["stages"]:
+        config = Path(stage.args[2].format_map(values))
+        assert config.is_file(), f"stage {stage.name}: {config} missing"
+
+
 def test_ablation_table_rows_name_each_dataset_and_paper():
     rows = load_pipeline(ABLATIONS)["table"]
     assert {r.dataset for r in rows} == {"{dataset}"}
