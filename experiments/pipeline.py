@@ -142,12 +142,32 @@ def run_stages(
         record = {"fingerprint": key, "args": stage.args,
                   "seconds": round(time.perf_counter() - started, 1),
                   "metrics": _collect_metrics(result, stage.metrics, stage.metrics_json)}
+        del result  # the stage's model and trainer: free them before the next stage builds its own
+        _release_memory()
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(record, indent=2))
         os.replace(tmp, path)
         running.unlink(missing_ok=True)
         records[stage.name] = record
     return records
+
+
+def _release_memory() -> None:
+    """Collect the finished stage's objects and return its cached GPU memory to the device.
+
+    torch.compile's caches (a generation stage's compiled UNet) reference the compiled module, so
+    they are reset first; the next stage compiles its own model anyway.
+    """
+    import gc
+    import sys
+
+    import torch
+
+    if "torch._dynamo" in sys.modules:
+        torch._dynamo.reset()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @dataclass
