@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +32,6 @@ from safetensors.torch import load_file, save_file
 from lightning_modules.clustering import AriReport, adjusted_rand_per_class, cluster_class
 
 SUBCLASS_COLUMNS = ("path", "label", "class_name", "subclass", "is_exemplar")
-
-
-@dataclass(frozen=True)
-class ClusteringSettings:
-    """Affinity-propagation settings (see :func:`lightning_modules.clustering.cluster_class`)."""
-
-    max_subclasses: int = 10
-    random_state: int = 0
-    damping: float = 0.5
-    max_iter: int = 1000
-    preference_quantile: float = 0.5
-    bisection_steps: int = 30
 
 
 class SubclassWriter(BasePredictionWriter):
@@ -76,8 +63,10 @@ class SubclassWriter(BasePredictionWriter):
         if max_subclasses < 1:
             raise ValueError(f"SubclassWriter: max_subclasses must be >= 1, got {max_subclasses}")
         self.output_dir = output_dir
-        self.settings = ClusteringSettings(
-            max_subclasses, random_state, damping, max_iter, preference_quantile, bisection_steps
+        self.settings = dict(  # cluster_class's keyword arguments, also recorded in the report
+            max_subclasses=max_subclasses, random_state=random_state, damping=damping,
+            max_iter=max_iter, preference_quantile=preference_quantile,
+            bisection_steps=bisection_steps,
         )
         self._shard: dict[str, list[torch.Tensor]] = {}
 
@@ -153,16 +142,12 @@ class SubclassWriter(BasePredictionWriter):
         paths: list[str],
         class_names: list[str],
     ) -> None:
-        s = self.settings
         subclass = np.zeros(len(labels), np.int64)
         exemplar = np.zeros(len(labels), bool)
         summary: list[dict[str, Any]] = []
         for c in sorted(set(labels.tolist())):
             members = np.flatnonzero(labels == c)
-            result = cluster_class(
-                features[members], s.max_subclasses, s.random_state, s.damping, s.max_iter,
-                s.preference_quantile, s.bisection_steps,
-            )
+            result = cluster_class(features[members], **self.settings)
             subclass[members] = result.labels
             exemplar[members[result.exemplars]] = True
             sizes = np.bincount(result.labels, minlength=result.num_subclasses)
@@ -217,7 +202,7 @@ class SubclassWriter(BasePredictionWriter):
         failed = [row["class_name"] for row in summary if not row["converged"]]
         counts = [row["num_subclasses"] for row in summary]
         totals: dict[str, Any] = {
-            "settings": asdict(self.settings),
+            "settings": self.settings,
             "num_images": sum(row["num_images"] for row in summary),
             "num_classes": len(summary),
             "num_subclasses_total": sum(counts),
@@ -228,7 +213,7 @@ class SubclassWriter(BasePredictionWriter):
         lines = [
             f"SubclassWriter: {totals['num_images']} images, {len(summary)} classes -> "
             f"{sum(counts)} sub-classes (max {max(counts)} per class, cap "
-            f"{self.settings.max_subclasses}); files in {out}"
+            f"{self.settings['max_subclasses']}); files in {out}"
         ]
         if ari is not None:
             totals.update(ari_mean=ari.mean, ari_per_class=ari.per_class, ari_skipped=ari.skipped)

@@ -9,7 +9,6 @@ sees strings, and prompt dropout (for classifier-free guidance) is the model's b
 
 from __future__ import annotations
 
-import csv
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Literal
@@ -23,6 +22,7 @@ from datamodules.dataset import load_rgb
 from datamodules.info import DatasetInfo
 from datamodules.layout import Sample, read_split
 from datamodules.long_tailed import LongTailDataModule
+from datamodules.stage_csv import read_stage_csv
 
 
 def image_key(path: str | Path) -> str:
@@ -33,17 +33,12 @@ def image_key(path: str | Path) -> str:
 
 def read_subclasses(path: str | Path) -> dict[str, int]:
     """``"class/id"`` -> sub-class id, from a ``subclasses.csv`` of the clustering stage."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"subclasses_csv={str(path)!r} does not exist: run the clustering stage first "
-            "(python -m experiments predict --config experiments/configs/embedded/cluster.yaml)"
-        )
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not {"path", "subclass"} <= set(reader.fieldnames or ()):
-            raise ValueError(f"{path}: expected columns path,label,class_name,subclass,is_exemplar")
-        return {image_key(row["path"]): int(row["subclass"]) for row in reader}
+    rows = read_stage_csv(
+        path, ("path", "subclass"), "subclasses_csv",
+        "run the clustering stage first "
+        "(python -m experiments predict --config experiments/configs/embedded/cluster.yaml)",
+    )
+    return {image_key(row["path"]): int(row["subclass"]) for row in rows}
 
 
 class PromptedImages(Dataset):

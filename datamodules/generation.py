@@ -12,7 +12,6 @@ a writer that finds some images already on disk removes them with :meth:`skip` b
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from torchvision.transforms import v2
 from datamodules.dataset import load_rgb
 from datamodules.info import DatasetInfo
 from datamodules.long_tailed import LongTailDataModule
+from datamodules.stage_csv import read_stage_csv
 
 DEFAULT_PROMPT = "A photo of {class_name}, a type of food."
 NEGATIVES_COLUMNS = ("class_name", "negative_class_name", "similarity")
@@ -74,20 +74,12 @@ def read_negatives(path: str | Path, class_names: Sequence[str]) -> dict[str, st
         FileNotFoundError: The file does not exist.
         ValueError: Missing columns, unknown classes, or classes without a row.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"negatives_csv={str(path)!r} does not exist; run stage 1 (python -m experiments "
-            "negatives --config ...) first, or set negatives_csv to null"
-        )
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in NEGATIVES_COLUMNS[:2] if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(
-                f"{path}: expected columns {NEGATIVES_COLUMNS}, got {reader.fieldnames}"
-            )
-        negatives = {row["class_name"]: row["negative_class_name"] for row in reader}
+    rows = read_stage_csv(
+        path, NEGATIVES_COLUMNS[:2], "negatives_csv",
+        "run stage 1 (python -m experiments negatives --config ...) first, "
+        "or set negatives_csv to null",
+    )
+    negatives = {row["class_name"]: row["negative_class_name"] for row in rows}
     known = set(class_names)
     unknown = sorted((set(negatives) | set(negatives.values())) - known)
     if unknown:
