@@ -5,6 +5,9 @@ Safe to kill at any point and resumable:
 1. ``setup``: rank 0 deletes temporary files a killed run left behind and lists the requests
    whose PNG exists and decodes with its record; the list is broadcast and the datamodule skips
    those requests, so every rank shards the same pending list (each image exactly once).
+   An existing image whose record differs from what this run would write (another sampler,
+   prompt, negative class, model, ...) is never silently kept: the run stops with an error
+   naming the folder and the setting, unless ``regenerate_changed`` is set.
 2. Every image is written to a temporary name in its final folder and renamed into place
    (``os.replace`` is atomic), so a PNG that exists is complete.
 3. ``teardown``: after a barrier, rank 0 rebuilds ``manifest.jsonl`` from the records embedded in
@@ -22,7 +25,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
@@ -71,16 +74,52 @@ def remove_temporary_files(output_dir: Path) -> int:
     return len(stale)
 
 
-def completed(
+def existing_records(
     output_dir: Path, requests: Sequence[GenerationRequest], decode: bool = False
-) -> set[int]:
-    """Indices of the requests whose PNG exists, is readable and records the request's seed."""
-    done = set()
+) -> dict[int, ManifestRow]:
+    """Records of the requests whose PNG exists, is readable and records the request's seed."""
+    found = {}
     for request in requests:
         row = read_record(output_dir / request.relative_path, decode)
         if row is not None and row.seed == request.seed and row.class_name == request.class_name:
-            done.add(request.index)
-    return done
+            found[request.index] = row
+    return found
+
+
+# How an image was computed, not what it is: ``dtype`` follows ``precision`` (compared), and the
+# accelerated UNet matches the eager one to rounding. A resumed run may change them.
+EXECUTION_PARAMS = frozenset({"acceleration", "dtype"})
+
+
+def _settings(row: ManifestRow) -> dict:
+    record = json.loads(row.to_json())  # JSON types on both sides (tuples -> lists)
+    params = record.pop("params")
+    record.update({f"params.{k}": v for k, v in params.items() if k not in EXECUTION_PARAMS})
+    return record
+
+
+def record_differences(stored: ManifestRow, expected: ManifestRow) -> dict[str, tuple]:
+    """``setting -> (stored, expected)`` for every setting in which the two records differ."""
+    a, b = _settings(stored), _settings(expected)
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+
+
+class ChangedSettingsError(RuntimeError):
+    """Images in the output folder were made with other settings than this run's."""
+
+
+def changed_settings_message(
+    output_dir: Path, changed: dict[int, dict[str, tuple]], requests: Sequence[GenerationRequest]
+) -> str:
+    by_index = {r.index: r for r in requests}
+    first, diff = next(iter(changed.items()))
+    lines = "\n".join(f"  {k}: stored {old!r}, this run {new!r}" for k, (old, new) in diff.items())
+    return (
+        f"{len(changed)} existing image(s) in {output_dir} were generated with other settings "
+        f"than this run's; e.g. {by_index[first].relative_path}:\n{lines}\n"
+        "Write to a new folder (trainer.default_root_dir), delete this one, or set the "
+        "GenerationWriter's regenerate_changed: true to replace those images."
+    )
 
 
 class GenerationWriter(BasePredictionWriter):
@@ -93,12 +132,20 @@ class GenerationWriter(BasePredictionWriter):
         output_dir: Output directory; default: the trainer's ``default_root_dir``.
         verify_existing: On resume, fully decode every existing PNG before skipping its request
             (slower; the atomic writes already guarantee that a PNG that exists is complete).
+        regenerate_changed: Replace existing images whose record differs from what this run
+            would write, instead of stopping with :class:`ChangedSettingsError`.
     """
 
-    def __init__(self, output_dir: str | None = None, verify_existing: bool = False) -> None:
+    def __init__(
+        self,
+        output_dir: str | None = None,
+        verify_existing: bool = False,
+        regenerate_changed: bool = False,
+    ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = output_dir
         self.verify_existing = verify_existing
+        self.regenerate_changed = regenerate_changed
         self._root: Path | None = None
         self._written = 0
         self._start = 0.0
@@ -120,14 +167,43 @@ class GenerationWriter(BasePredictionWriter):
             )
         self._root = Path(self.output_dir or trainer.default_root_dir)
         self._written, self._start = 0, 0.0
-        done: set[int] | None = None
+        plan: tuple[set[int], str | None] | None = None
         if trainer.is_global_zero:
-            removed = remove_temporary_files(self.root)
-            if removed:
-                rank_zero_info(f"generation: removed {removed} temporary file(s) of a killed run")
-            done = completed(self.root, datamodule.all_requests, self.verify_existing)
-        done = trainer.strategy.broadcast(done, src=0)
+            plan = self._plan(pl_module, datamodule)
+        done, error = trainer.strategy.broadcast(plan, src=0)
+        if error is not None:  # on every rank, so that none waits for the others
+            raise ChangedSettingsError(error)
         datamodule.skip(done)
+
+    def _plan(
+        self, pl_module: L.LightningModule, datamodule: GenerationRequests
+    ) -> tuple[set[int], str | None]:
+        """(requests already done, error message or None); run on rank 0."""
+        removed = remove_temporary_files(self.root)
+        if removed:
+            rank_zero_info(f"generation: removed {removed} temporary file(s) of a killed run")
+        requests = datamodule.all_requests
+        records = existing_records(self.root, requests, self.verify_existing)
+        if not records:
+            return set(), None
+        if not hasattr(pl_module, "expected_row"):
+            rank_zero_warn(
+                f"generation: {type(pl_module).__name__} has no expected_row(); existing images "
+                f"in {self.root} are kept without checking their settings"
+            )
+            return set(records), None
+        by_index = {r.index: r for r in requests}
+        changed = {}
+        for index, stored in records.items():
+            expected = pl_module.expected_row(by_index[index], datamodule.image_size)
+            differences = record_differences(stored, expected)
+            if differences:
+                changed[index] = differences
+        if changed and not self.regenerate_changed:
+            return set(), changed_settings_message(self.root, changed, requests)
+        if changed:
+            rank_zero_info(f"generation: replacing {len(changed)} image(s) made with other settings")
+        return set(records) - set(changed), None
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._written, self._start = 0, time.perf_counter()

@@ -16,13 +16,14 @@ import lightning as L
 from diffusers import DPMSolverMultistepScheduler
 from torch import Tensor
 
+from datamodules.generation import GenerationRequest
 from datamodules.info import DatasetInfo
 from datamodules.manifest import ManifestRow
 from lightning_modules.diffusion import (
     Acceleration,
     DiffusionComponents,
-    accelerate,
     TinyDiffusionConfig,
+    accelerate,
     encode_prompts,
     resolve_components,
 )
@@ -152,20 +153,33 @@ class Synthesizer(L.LightningModule):
             init_images=init_images,
             strength=strength,
         ).cpu()
-        params = self.params(strength, images.shape[-2], images.shape[-1])
-        rows = [
-            ManifestRow(
-                path=r.relative_path,
-                label=r.label,
-                class_name=r.class_name,
-                seed=r.seed,
-                sampler=self.guidance.variant,
-                negative_class_name=r.negative_class_name if neg is not None else None,
-                source_image=r.source_image,
-                params=params,
-                model=self.model_name,
-                prompt=r.prompt,
-            )
-            for r in requests
-        ]
+        rows = [self.manifest_row(r, images.shape[-2], images.shape[-1]) for r in requests]
         return SynthesisOutput(images, rows)
+
+    def manifest_row(self, request: GenerationRequest, height: int, width: int) -> ManifestRow:
+        """The record stored with the image of ``request`` generated at ``height`` x ``width``."""
+        strength = self.strength if request.source_image is not None else 1.0
+        return ManifestRow(
+            path=request.relative_path,
+            label=request.label,
+            class_name=request.class_name,
+            seed=request.seed,
+            sampler=self.guidance.variant,
+            negative_class_name=request.negative_class_name if self.guidance.uses_negative else None,
+            source_image=request.source_image,
+            params=self.params(strength, height, width),
+            model=self.model_name,
+            prompt=request.prompt,
+        )
+
+    def expected_row(self, request: GenerationRequest, source_image_size: int) -> ManifestRow:
+        """The record this model would store for ``request``, without generating it.
+
+        ``source_image_size`` is the side source images are resized to (the datamodule's
+        ``image_size``); requests without a source image use the model's default size.
+        """
+        if request.source_image is not None:
+            size = source_image_size
+        else:
+            size = self.components.default_image_size
+        return self.manifest_row(request, size, size)

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 
-from callbacks.generation_writer import GenerationWriter, read_record
+from callbacks.generation_writer import ChangedSettingsError, GenerationWriter, read_record
 from datamodules.generation import GenerationRequests
 from datamodules.manifest import read_manifest
 from lightning_modules.diffusion import TinyDiffusionConfig
@@ -15,13 +15,15 @@ from lightning_modules.sampling import GuidanceConfig
 from lightning_modules.synthesis import Synthesizer
 
 
-def _generate(real, out: Path, **trainer_kwargs) -> GenerationWriter:
+def _generate(
+    real, out: Path, variant: str = "cads", regenerate_changed: bool = False, **trainer_kwargs
+) -> GenerationWriter:
     datamodule = GenerationRequests(real, per_class=1, image_size=32, batch_size=3)
     model = Synthesizer(
-        tiny=TinyDiffusionConfig(), guidance=GuidanceConfig(variant="cads"),
+        tiny=TinyDiffusionConfig(), guidance=GuidanceConfig(variant=variant),
         num_inference_steps=2, strength=0.8,
     )
-    writer = GenerationWriter(str(out))
+    writer = GenerationWriter(str(out), regenerate_changed=regenerate_changed)
     trainer = L.Trainer(
         accelerator="cpu", logger=False, enable_progress_bar=False,
         enable_model_summary=False, callbacks=[writer], **trainer_kwargs,
@@ -61,9 +63,7 @@ def test_images_records_and_manifest(single_process, tiny_datamodule, tmp_path):
 
 def test_resume_regenerates_only_missing(single_process, tiny_datamodule, tmp_path):
     out = tmp_path / "run"
-    for name, data in single_process.items():
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_bytes(data)
+    _copy(single_process, out)
     names = sorted(single_process)
     (out / names[0]).unlink()  # lost
     (out / names[1]).write_bytes(single_process[names[1]][:50])  # truncated (not atomic)
@@ -80,6 +80,32 @@ def test_resume_regenerates_only_missing(single_process, tiny_datamodule, tmp_pa
     assert len(read_manifest(out, tiny_datamodule.dataset_info.class_names)) == 10
 
 
+def _copy(pngs: dict[str, bytes], out: Path) -> None:
+    for name, data in pngs.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(data)
+
+
+def test_other_settings_stop_the_run_and_keep_the_images(single_process, tiny_datamodule, tmp_path):
+    """A re-run with another sampler must not pass the old images off as its own."""
+    out = tmp_path / "run"
+    _copy(single_process, out)
+    with pytest.raises(ChangedSettingsError, match=r"(?s)10 existing image\(s\) in .*sampler: stored "
+                       r"'cads', this run 'cfg'"):
+        _generate(tiny_datamodule, out, variant="cfg", devices=1)
+    assert _pngs(out) == single_process and not (out / "manifest.jsonl").exists()
+
+
+def test_regenerate_changed_replaces_the_images(single_process, tiny_datamodule, tmp_path):
+    out = tmp_path / "run"
+    _copy(single_process, out)
+    writer = _generate(tiny_datamodule, out, variant="cfg", regenerate_changed=True, devices=1)
+    assert writer._written == 10
+    rows = read_manifest(out, tiny_datamodule.dataset_info.class_names)
+    assert {s.row.sampler for s in rows} == {"cfg"} and len(rows) == 10
+    assert _pngs(out).keys() == single_process.keys() and _pngs(out) != single_process
+
+
 def test_two_process_ddp_gives_identical_files(single_process, tiny_datamodule, tmp_path):
     """Sharded over 2 CPU processes (each image exactly once), byte-identical to 1 process."""
     out = tmp_path / "ddp"
@@ -93,9 +119,7 @@ def test_ddp_resume_with_fewer_pending_images_than_processes(
 ):
     """One missing image, two processes: one rank has nothing to do; no hang, no duplicate."""
     out = tmp_path / "ddp"
-    for name, data in single_process.items():
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_bytes(data)
+    _copy(single_process, out)
     (out / sorted(single_process)[3]).unlink()
     _generate(tiny_datamodule, out, devices=2, strategy="ddp_fork")
     assert _pngs(out) == single_process
