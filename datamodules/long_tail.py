@@ -77,6 +77,28 @@ def subsample_per_class(
     return sorted(chosen)
 
 
+def hold_out_per_class(
+    labels: Sequence[int], num_classes: int, per_class: int, seed: int
+) -> tuple[list[int], list[int]]:
+    """Split indices into (held out: a seeded ``per_class`` of each class, the rest).
+
+    Raises:
+        ValueError: A class has no more than ``per_class`` items (nothing would be left).
+    """
+    sizes = [0] * num_classes
+    for label in labels:
+        sizes[label] += 1
+    short = [c for c, n in enumerate(sizes) if n <= per_class]
+    if short:
+        raise ValueError(
+            f"holding out {per_class} images per class leaves none of classes {short} "
+            f"(they have {[sizes[c] for c in short]})"
+        )
+    held = subsample_per_class(labels, [per_class] * num_classes, seed)
+    chosen = set(held)
+    return held, [i for i in range(len(labels)) if i not in chosen]
+
+
 def head_mask(
     counts: Sequence[int], num_head_classes: int | None = None, head_threshold: int | None = None
 ) -> list[bool]:

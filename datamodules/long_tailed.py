@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.dataset import ImageListDataset, drop_corrupt
 from datamodules.info import DatasetInfo
 from datamodules.layout import Sample
-from datamodules.long_tail import head_mask
+from datamodules.long_tail import head_mask, hold_out_per_class
 from datamodules.resampling import ClassResampler, ResampleMode
 from datamodules.transforms import eval_transform, train_transform
 
@@ -50,7 +50,11 @@ class LongTailDataModule(L.LightningDataModule):
         predict_split: Which split ``predict`` iterates (eval transforms), e.g. for features.
         resample: Class-aware resampling of the training set: ``"oversample"`` (ROS),
             ``"undersample"`` (RUS) or ``"class_balanced"``; ``"none"`` shuffles as usual.
-        seed: Seed of the resampling.
+        val_per_class: 0 validates on the test set, as the long-tailed benchmarks report it
+            (the ``best`` checkpoint and any setting chosen on ``val/*`` then saw the test
+            images). N > 0 holds out a seeded N test images per class as the validation set
+            and tests on the rest, so that selection never touches the test images.
+        seed: Seed of the resampling and of the validation hold-out.
     """
 
     def __init__(
@@ -65,11 +69,14 @@ class LongTailDataModule(L.LightningDataModule):
         skip_corrupt: bool = False,
         predict_split: Literal["train", "test"] = "train",
         resample: ResampleMode = "none",
+        val_per_class: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
         if resize_size < image_size:
             raise ValueError(f"resize_size={resize_size}: expected >= image_size={image_size}")
+        if val_per_class < 0:
+            raise ValueError(f"val_per_class={val_per_class}: expected >= 0")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.image_size = image_size
@@ -80,6 +87,7 @@ class LongTailDataModule(L.LightningDataModule):
         self.skip_corrupt = skip_corrupt
         self.predict_split = predict_split
         self.resample = resample
+        self.val_per_class = val_per_class
         self.seed = seed
         self._index: DatasetIndex | None = None
         self._info: DatasetInfo | None = None
@@ -133,15 +141,27 @@ class LongTailDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         index = self.index
         eval_tf = eval_transform(self.image_size, self.resize_size)
+        val, test = self.validation_split()
         self.datasets = {
             "train": ImageListDataset(
                 index.train, train_transform(self.image_size, self.crop_scale)
             ),
-            "test": ImageListDataset(index.test, eval_tf),
+            "val": ImageListDataset(val, eval_tf),
+            "test": ImageListDataset(test, eval_tf),
             "predict": ImageListDataset(
                 index.train if self.predict_split == "train" else index.test, eval_tf
             ),
         }
+
+    def validation_split(self) -> tuple[list[Sample], list[Sample]]:
+        """(validation images, test images): both the test split unless ``val_per_class``."""
+        test = self.index.test
+        if not self.val_per_class:
+            return test, test
+        held, rest = hold_out_per_class(
+            [s.label for s in test], self.num_classes, self.val_per_class, self.seed
+        )
+        return [test[i] for i in held], [test[i] for i in rest]
 
     def _loader(self, dataset: Dataset, shuffle: bool, sampler=None) -> DataLoader:
         return DataLoader(
@@ -162,8 +182,8 @@ class LongTailDataModule(L.LightningDataModule):
         return self._loader(train, shuffle=True, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
-        """The (balanced) test set, as the long-tailed benchmarks report it."""
-        return self._loader(self.datasets["test"], shuffle=False)
+        """The (balanced) test set, or the part held out of it (``val_per_class``)."""
+        return self._loader(self.datasets["val"], shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["test"], shuffle=False)

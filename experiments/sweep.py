@@ -35,19 +35,20 @@ def trial(
     pipeline: str,
     tau: float = 0.8,
     alpha: float = 0.8,
-    result_stage: str = "classifier_test",
+    result_stages: list[str] | None = None,
     run_root: str = "runs/sweeps",
     params: dict[str, Any] | None = None,
     overrides: list[str] | None = None,
     stage_overrides: dict[str, list[str]] | None = None,
 ) -> dict[str, float]:
-    """Run one sweep trial and return (and log) the metrics of ``result_stage``.
+    """Run one sweep trial and return (and log) the metrics of its ``result_stages``.
 
     Args:
         pipeline: Trial pipeline YAML whose stage arguments use ``{tau}`` and ``{alpha}``.
         tau: DiSC-DS tau.
         alpha: DiSC-DS alpha (weight of plain CFG against CCFG).
-        result_stage: The stage whose metrics are the trial's result.
+        result_stages: The stages whose metrics are the trial's result (default: every stage
+            that records metrics; e.g. ``val/*`` to select on and ``test/*`` to report).
         run_root: Each trial writes under ``<run_root>/tau<tau>_alpha<alpha>``.
         params: Other pipeline parameters (e.g. ``{"negatives": ...}``).
         overrides: Appended to every LightningCLI stage (see :func:`run_pipeline`).
@@ -57,7 +58,8 @@ def trial(
     spec["params"] = {**spec.get("params", {}), **(params or {}), "tau": tau, "alpha": alpha}
     spec["run_dir"] = str(Path(run_root) / f"tau{tau:g}_alpha{alpha:g}")
     records = run_pipeline(**spec, overrides=overrides, stage_overrides=stage_overrides)
-    metrics = records[result_stage]["metrics"]
+    names = result_stages or [stage.name for stage in spec["stages"] if stage.metrics]
+    metrics = {k: v for name in names for k, v in records[name]["metrics"].items()}
     _log_to_wandb(spec["run_dir"], {"tau": tau, "alpha": alpha}, metrics)
     return metrics
 
@@ -97,7 +99,12 @@ def run_offline_sweep(
     Args:
         sweep: A W&B sweep YAML (``method``, ``metric``, ``parameters``, ``command``).
         out_dir: Where the trial table goes.
-        max_trials: Stop after this many trials (a grid stops by itself when exhausted).
+        max_trials: Stop after this many trials; required unless the method is ``grid`` (which
+            stops by itself when exhausted): random and bayes propose trials forever.
+
+    Raises:
+        ValueError: No ``max_trials`` for a random / bayes sweep, or a trial that did not report
+            the sweep's metric.
     """
     import warnings
 
@@ -108,7 +115,14 @@ def run_offline_sweep(
         from sweeps import RunState, SweepRun, next_run  # noqa: F401 (pydantic warnings)
 
     config = yaml.safe_load(Path(sweep).read_text())
-    metric = config["metric"]["name"]
+    metric, goal = config["metric"]["name"], config["metric"].get("goal", "minimize")
+    if goal not in GOALS:
+        raise ValueError(f"sweep {sweep}: metric goal must be one of {GOALS}, got {goal!r}")
+    if max_trials is None and config.get("method") != "grid":
+        raise ValueError(
+            f"sweep {sweep}: method {config.get('method')!r} never runs out of trials; "
+            "give --max_trials"
+        )
     runs: list = []
     rows: list[dict[str, Any]] = []
     while max_trials is None or len(runs) < max_trials:
@@ -117,14 +131,27 @@ def run_offline_sweep(
             break
         params = {k: v["value"] for k, v in suggestion.config.items()}
         result = cli_main(_trial_args(config["command"], params)) or {}
+        if metric not in result:
+            raise ValueError(
+                f"sweep {sweep}: trial {len(runs) + 1} ({params}) reported no {metric!r}; "
+                f"it reported {sorted(result)}"
+            )
         suggestion.state = RunState.finished
         suggestion.summary_metrics = dict(result)
         runs.append(suggestion)
         rows.append({"trial": len(runs), **params, **result})
         _write_trials(Path(out_dir) / "trials.csv", rows)
-    best = max(rows, key=lambda r: r.get(metric, float("-inf")), default=None)
-    print(f"{len(rows)} trials; best {metric}: {best}")
+    print(f"{len(rows)} trials; best ({goal} {metric}): {best_trial(rows, metric, goal)}")
     return rows
+
+
+GOALS = ("maximize", "minimize")
+
+
+def best_trial(rows: list[dict[str, Any]], metric: str, goal: str) -> dict[str, Any] | None:
+    """The trial with the best ``metric`` for ``goal`` (``maximize`` / ``minimize``, W&B's)."""
+    pick = max if goal == "maximize" else min
+    return pick(rows, key=lambda r: r[metric], default=None)
 
 
 def _write_trials(path: Path, rows: list[dict[str, Any]]) -> None:

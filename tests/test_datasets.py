@@ -49,6 +49,24 @@ def test_food101_layout_loads_through_the_real_datamodule(tmp_path):
     assert len(dm.datasets["test"]) == 6  # balanced test set untouched
 
 
+def test_validation_held_out_of_the_test_split(tmp_path):
+    root = make_food101(tmp_path / "food-101")
+    dm = Food101LT(root=str(root), image_size=16, resize_size=18, num_head_classes=1,
+                   val_per_class=1, seed=3)
+    dm.setup("fit")
+    val, test = dm.datasets["val"].samples, dm.datasets["test"].samples
+    assert sorted(s.label for s in val) == [0, 1, 2]  # one per class
+    assert sorted(s.label for s in test) == [0, 1, 2]  # the rest of the 2 per class
+    assert {s.path for s in val}.isdisjoint(s.path for s in test)
+    assert sorted(s.path for s in val + test) == sorted(s.path for s in dm.index.test)
+    assert dm.val_dataloader().dataset is dm.datasets["val"]
+    same = Food101LT(root=str(root), num_head_classes=1, val_per_class=1, seed=3)
+    assert same.validation_split()[0] == val  # seeded
+    with pytest.raises(ValueError, match=r"holding out 2 images per class leaves none of "
+                                         r"classes \[0, 1, 2\] \(they have \[2, 2, 2\]\)"):
+        Food101LT(root=str(root), num_head_classes=1, val_per_class=2).validation_split()
+
+
 def test_generated_profile_is_long_tailed_and_labelled_a_stand_in(tmp_path):
     root = make_food101(tmp_path / "food-101")
     dm = Food101LT(root=str(root), long_tail=ExponentialProfile(n_max=6, imbalance_factor=6),
