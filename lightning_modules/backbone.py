@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 from torchvision.models import resnet18
@@ -12,8 +13,27 @@ from torchvision.models import resnet18
 FEATURE_DIM = 512
 
 
+class CosineLinear(nn.Module):
+    """Final layer giving cosine similarities: ``normalize(x) @ normalize(W).T``, in [-1, 1].
+
+    The "normed linear" layer LDAM-DRW (Cao et al.) trains with; its loss scales the cosines by
+    ``s``. Its one parameter is ``weight`` of shape ``(out, in)``, as ``nn.Linear``'s.
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)  # nn.Linear's init
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.normalize(x, dim=-1), F.normalize(self.weight, dim=-1))
+
+
 def build_resnet18(
-    num_classes: int, weights_path: str | None = None, small_input_stem: bool = False
+    num_classes: int,
+    weights_path: str | None = None,
+    small_input_stem: bool = False,
+    cosine_head: bool = False,
 ) -> nn.Module:
     """A torchvision ResNet-18.
 
@@ -24,8 +44,11 @@ def build_resnet18(
             project's classifier (keys under ``model.``).
         small_input_stem: Replace the 7x7/stride-2 stem and max-pool by a 3x3/stride-1 conv
             (the CIFAR variant), for images of 32 pixels or less.
+        cosine_head: A :class:`CosineLinear` final layer instead of ``nn.Linear`` (for LDAM).
     """
     model = resnet18(weights=None, num_classes=num_classes)
+    if cosine_head:
+        model.fc = CosineLinear(FEATURE_DIM, num_classes)
     if small_input_stem:
         model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()
@@ -63,6 +86,7 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
     state = {k: v for k, v in state.items() if k not in skipped}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("fc.")]
+    unexpected = [k for k in unexpected if not k.startswith("fc.")]  # fc.bias: cosine head
     if missing or unexpected:
         raise ValueError(
             f"{path}: not a ResNet-18 state dict (missing {missing[:5]}, unexpected {unexpected[:5]})"

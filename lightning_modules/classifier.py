@@ -28,6 +28,7 @@ class LongTailClassifier(L.LightningModule):
         dataset_info: Class names, training counts and head mask (linked from the datamodule).
         weights_path: Local ResNet-18 weights to start from (``None``: random init).
         small_input_stem: CIFAR-style stem for small images (see :func:`build_resnet18`).
+        cosine_head: Cosine-similarity final layer (logits in [-1, 1]), which LDAM expects.
         loss: ``class_counts -> loss module``; cross-entropy by default.
         optimizer: Optimizer factory (the paper: SGD, momentum 0.9, lr 0.001 / 0.01).
         lr_schedule: ``"cosine"`` (the paper) or ``"constant"``, stepped per batch.
@@ -46,6 +47,7 @@ class LongTailClassifier(L.LightningModule):
         dataset_info: DatasetInfo | None = None,
         weights_path: str | None = None,
         small_input_stem: bool = False,
+        cosine_head: bool = False,
         loss: LossFactory = CrossEntropy,
         optimizer: OptimizerCallable = torch.optim.SGD,
         lr_schedule: ScheduleName = "cosine",
@@ -65,7 +67,9 @@ class LongTailClassifier(L.LightningModule):
         self.save_hyperparameters(ignore=["loss", "optimizer", "dataset_info"])
         self.hparams["dataset_info"] = asdict(dataset_info)
         self.dataset_info = dataset_info
-        self.model = build_resnet18(dataset_info.num_classes, weights_path, small_input_stem)
+        self.model = build_resnet18(
+            dataset_info.num_classes, weights_path, small_input_stem, cosine_head
+        )
         if init_checkpoint is not None:
             load_classifier_checkpoint(self.model, init_checkpoint)
         self.freeze_backbone = freeze_backbone

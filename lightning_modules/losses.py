@@ -118,7 +118,12 @@ class ClassBalancedLoss(nn.Module):
 
 class LDAMLoss(nn.Module):
     """LDAM (Cao et al.): subtract a margin ``m_c ∝ n_c^(-1/4)`` (largest = ``max_margin``) from
-    the true-class logit, scale by ``s``. Soft targets subtract the target-weighted margins."""
+    the true-class logit, scale by ``s``. Soft targets subtract the target-weighted margins.
+
+    The margins and ``s = 30`` are sized for cosine logits in [-1, 1]: train it with the
+    classifier's ``cosine_head: true``, as LDAM-DRW does (on raw logits ``s`` would only sharpen
+    the softmax 30-fold).
+    """
 
     def __init__(self, class_counts: Sequence[int], max_margin: float = 0.5, s: float = 30.0) -> None:
         super().__init__()

@@ -85,6 +85,8 @@ def test_embedded_classifier_and_each_baseline_fast_dev_run(delta, tmp_path, emb
     cli = cli_main(["fit", "--config", CONFIG, *stacked, f"--trainer.default_root_dir={tmp_path}",
                     "--trainer.fast_dev_run=true", *tiny_data_args(embedded_cache), *extra])
     assert cli.trainer.state.finished
+    if delta and "ldam" in delta:
+        assert type(cli.model.model.fc).__name__ == "CosineLinear"
     if delta and "synaug_last_layer" in delta:
         model = cli.model.model
         assert not model.layer1[0].conv1.weight.requires_grad and model.fc.weight.requires_grad
