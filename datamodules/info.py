@@ -11,6 +11,12 @@ class DatasetInfo:
 
     LightningCLI links the datamodule's ``dataset_info`` to the model's ``dataset_info``
     (``link_arguments(..., apply_on="instantiate")``), so it is declared in one place.
+
+    Attributes:
+        class_counts: Real training images per class; they define head and tail.
+        training_counts: Images per class training sees when it differs from the real counts
+            (real + synthetic), or None. Class priors (long-tail losses, post-hoc logit
+            adjustment) use it: :attr:`prior_counts`.
     """
 
     class_names: list[str]
@@ -18,6 +24,7 @@ class DatasetInfo:
     head_mask: list[bool]
     split_source: str = ""
     extras: dict = field(default_factory=dict)
+    training_counts: list[int] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.class_names)
@@ -26,6 +33,15 @@ class DatasetInfo:
                 f"DatasetInfo: {n} class names, {len(self.class_counts)} counts and "
                 f"{len(self.head_mask)} head flags; expected one of each per class"
             )
+        if self.training_counts is not None and len(self.training_counts) != n:
+            raise ValueError(
+                f"DatasetInfo: {n} class names but {len(self.training_counts)} training counts"
+            )
+
+    @property
+    def prior_counts(self) -> list[int]:
+        """Per-class counts of the training distribution: what class priors are made of."""
+        return self.class_counts if self.training_counts is None else self.training_counts
 
     @property
     def num_classes(self) -> int:

@@ -1,13 +1,15 @@
 """Real long-tailed training set + synthetic sets (manifests), optionally with Mixup.
 
 The real datamodule is injected (any :class:`LongTailDataModule`) and keeps serving validation,
-test and predict; this module only changes what training sees. The model's ``dataset_info``
-stays the real one (head/tail are defined by the real training counts).
+test and predict; this module only changes what training sees. The model's ``dataset_info`` is
+the real one (head/tail are defined by the real training counts) plus ``training_counts``, real +
+synthetic per class, from which long-tail losses take their class priors.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import replace
 from typing import Literal
 
 import lightning as L
@@ -55,6 +57,11 @@ class RealSyntheticDataModule(L.LightningDataModule):
         super().__init__()
         if mode not in ("none", "mixup_random", "mixup_all"):
             raise ValueError(f"mode={mode!r}: expected 'none', 'mixup_random' or 'mixup_all'")
+        if getattr(real, "resample", "none") != "none":
+            raise ValueError(
+                f"real.resample={real.resample!r}: class resampling of the real set is not applied "
+                "to real + synthetic training; set it to 'none' (the synthetic set fills classes)"
+            )
         self.real = real
         self.synthetic = list(synthetic or [])
         self.mode = mode
@@ -65,17 +72,25 @@ class RealSyntheticDataModule(L.LightningDataModule):
         self.seed = seed
         self.synthetic_samples: list[Sample] = []
         self.train_set: ConcatDataset | None = None
+        self._info: DatasetInfo | None = None
 
     @property
     def dataset_info(self) -> DatasetInfo:
-        return self.real.dataset_info
+        """The real dataset's info, with ``training_counts`` = real + selected synthetic."""
+        if self._info is None:
+            real = self.real.dataset_info
+            self.synthetic_samples = self.select_synthetic()
+            added = Counter(s.label for s in self.synthetic_samples)
+            counts = [n + added[c] for c, n in enumerate(real.class_counts)]
+            self._info = replace(real, training_counts=counts)
+        return self._info
 
     def prepare_data(self) -> None:
         self.real.prepare_data()
 
     def select_synthetic(self) -> list[Sample]:
         """Every manifest row, validated, then filtered by the per-class options."""
-        info = self.dataset_info
+        info = self.real.dataset_info
         by_class: dict[int, list[Sample]] = defaultdict(list)
         for manifest in self.synthetic:
             for s in read_manifest(manifest, info.class_names):
@@ -95,7 +110,7 @@ class RealSyntheticDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.real.setup(stage)
         real_train = self.real.datasets["train"]
-        self.synthetic_samples = self.select_synthetic()
+        self.dataset_info  # noqa: B018 - reads and selects the synthetic images once
         synthetic = ImageListDataset(self.synthetic_samples, real_train.transform)
         self.train_set = ConcatDataset([real_train, synthetic])
         rank_zero_info(

@@ -29,13 +29,14 @@ class LongTailClassifier(L.LightningModule):
         weights_path: Local ResNet-18 weights to start from (``None``: random init).
         small_input_stem: CIFAR-style stem for small images (see :func:`build_resnet18`).
         cosine_head: Cosine-similarity final layer (logits in [-1, 1]), which LDAM expects.
-        loss: ``class_counts -> loss module``; cross-entropy by default.
+        loss: ``class_counts -> loss module``; cross-entropy by default. It gets the counts of
+            what training sees (``dataset_info.prior_counts``: real + synthetic when mixed).
         optimizer: Optimizer factory (the paper: SGD, momentum 0.9, lr 0.001 / 0.01).
         lr_schedule: ``"cosine"`` (the paper) or ``"constant"``, stepped per batch.
         warmup_epochs: Linear warm-up length in epochs.
         channels_last: Use the channels-last memory format on GPU.
         posthoc_logit_adjustment: Post-hoc logit adjustment at evaluation (Menon et al.):
-            ``logits - tau * log(prior)``; 0 disables it.
+            ``logits - tau * log(prior)`` with the training prior; 0 disables it.
         init_checkpoint: Start from the weights of a classifier checkpoint of this project
             (a second ``fit``, e.g. SYNAuG's last step).
         freeze_backbone: Train only the final layer; the backbone, BatchNorm statistics
@@ -76,12 +77,12 @@ class LongTailClassifier(L.LightningModule):
         if freeze_backbone:
             self.model.requires_grad_(False)
             self.model.fc.requires_grad_(True)
-        prior = torch.tensor(dataset_info.class_counts, dtype=torch.float32)
+        prior = torch.tensor(dataset_info.prior_counts, dtype=torch.float32)
         self.register_buffer(
             "eval_adjustment", posthoc_logit_adjustment * torch.log(prior / prior.sum()),
             persistent=False,
         )
-        self.criterion = loss(dataset_info.class_counts)
+        self.criterion = loss(dataset_info.prior_counts)  # real + synthetic when mixed
         self.optimizer_factory = optimizer
         self.lr_schedule = lr_schedule
         self.warmup_epochs = warmup_epochs

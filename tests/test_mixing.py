@@ -26,7 +26,11 @@ def test_union_and_per_class_options(tiny_datamodule, synthetic_manifest):
     dm.setup("fit")
     n_real = sum(tiny_datamodule.dataset_info.class_counts)
     assert len(dm.train_set) == n_real + 30
-    assert dm.dataset_info is tiny_datamodule.dataset_info
+    real = tiny_datamodule.dataset_info
+    info = dm.dataset_info  # head/tail from the real counts; priors from what training sees
+    assert (info.class_counts, info.head_mask) == (real.class_counts, real.head_mask)
+    assert info.prior_counts == [n + 3 for n in real.class_counts]
+    assert real.prior_counts == real.class_counts
 
     assert len(RealSyntheticDataModule(tiny_datamodule, [str(synthetic_manifest)],
                                        max_synthetic_per_class=1).select_synthetic()) == 10
@@ -35,6 +39,27 @@ def test_union_and_per_class_options(tiny_datamodule, synthetic_manifest):
     counts = tiny_datamodule.dataset_info.class_counts
     ratio = RealSyntheticDataModule(tiny_datamodule, [str(synthetic_manifest)], synthetic_ratio=0.5)
     assert len(ratio.select_synthetic()) == sum(min(3, int(0.5 * c)) for c in counts)
+
+
+def test_long_tail_losses_take_the_real_plus_synthetic_prior(tiny_datamodule, synthetic_manifest):
+    from lightning_modules.classifier import LongTailClassifier
+    from lightning_modules.losses import BalancedSoftmax
+
+    dm = RealSyntheticDataModule(tiny_datamodule, [str(synthetic_manifest)], tail_only=True)
+    model = LongTailClassifier(dm.dataset_info, small_input_stem=True, loss=BalancedSoftmax,
+                               posthoc_logit_adjustment=1.0)
+    counts = torch.tensor(tiny_datamodule.dataset_info.class_counts, dtype=torch.float32)
+    counts[3:] += 3  # synthetic images of the tail classes only
+    log_prior = torch.log(counts / counts.sum())
+    torch.testing.assert_close(model.criterion.log_prior, log_prior)
+    torch.testing.assert_close(model.eval_adjustment, log_prior)
+
+
+def test_resampling_the_real_set_is_refused(tiny_datamodule, synthetic_manifest):
+    tiny_datamodule.resample = "oversample"
+    with pytest.raises(ValueError, match="real.resample='oversample': class resampling"):
+        RealSyntheticDataModule(tiny_datamodule, [str(synthetic_manifest)])
+    tiny_datamodule.resample = "none"
 
 
 @pytest.mark.parametrize(
