@@ -202,7 +202,7 @@ class GenerationWriter(BasePredictionWriter):
         if changed and not self.regenerate_changed:
             return set(), changed_settings_message(self.root, changed, requests)
         if changed:
-            rank_zero_info(f"generation: replacing {len(changed)} image(s) made with other settings")
+            rank_zero_info(f"generation: replacing {len(changed)} image(s) of other settings")
         return set(records) - set(changed), None
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -243,8 +243,9 @@ class GenerationWriter(BasePredictionWriter):
             else:
                 rows.append(row)
         path = write_manifest(self.root / MANIFEST_NAME, rows)
-        rank_zero_info(
-            f"generation: manifest {path} has {len(rows)} of {len(requests)} images"
-            + (f" ({missing} missing: run again to finish)" if missing else "")
-        )
+        message = f"generation: manifest {path} has {len(rows)} of {len(requests)} images"
+        if missing:
+            rank_zero_warn(f"{message}; {missing} missing: run the same command again to finish")
+        else:
+            rank_zero_info(message)
         return path

@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from safetensors.torch import load_file, save_file
 
+from datamodules.atomic import atomic_open, atomic_write_text
 from lightning_modules.clustering import AriReport, adjusted_rand_per_class, cluster_class
 
 SUBCLASS_COLUMNS = ("path", "label", "class_name", "subclass", "is_exemplar")
@@ -128,7 +129,7 @@ class SubclassWriter(BasePredictionWriter):
             str(out / "features.safetensors"),
             metadata={"image_list": "images.txt", "feature": "resnet18 penultimate (512-d)"},
         )
-        (out / "images.txt").write_text("".join(f"{p}\n" for p in paths))
+        atomic_write_text(out / "images.txt", "".join(f"{p}\n" for p in paths))
 
         class_names = trainer.datamodule.dataset_info.class_names
         self._cluster_and_write(trainer, out, features.numpy(), labels.numpy(), paths, class_names)
@@ -159,7 +160,7 @@ class SubclassWriter(BasePredictionWriter):
                 "runs": result.runs, "nonconverged_runs": result.nonconverged_runs,
             })
 
-        with open(out / "subclasses.csv", "w", newline="") as f:
+        with atomic_open(out / "subclasses.csv") as f:
             writer = csv.writer(f)
             writer.writerow(SUBCLASS_COLUMNS)
             for path, c, k, is_ex in zip(paths, labels.tolist(), subclass.tolist(), exemplar):
@@ -170,7 +171,7 @@ class SubclassWriter(BasePredictionWriter):
             name = row["class_name"]
             row["ari"] = "" if ari is None else ari.per_class.get(name, "")
             row["ari_note"] = "" if ari is None else ari.skipped.get(name, "")
-        with open(out / "subclass_summary.csv", "w", newline="") as f:
+        with atomic_open(out / "subclass_summary.csv") as f:
             writer = csv.DictWriter(f, fieldnames=list(summary[0]))
             writer.writeheader()
             writer.writerows(summary)
@@ -223,7 +224,7 @@ class SubclassWriter(BasePredictionWriter):
                 f"{len(ari.per_class)} classes ({per_class}); skipped {len(ari.skipped)}: "
                 f"{ari.skipped}"
             )
-        (out / "clustering.json").write_text(json.dumps(totals, indent=2))
+        atomic_write_text(out / "clustering.json", json.dumps(totals, indent=2))
         rank_zero_info("\n".join(lines))
         if failed:
             rank_zero_warn(

@@ -37,6 +37,7 @@ def read_subclasses(path: str | Path) -> dict[str, int]:
         path, ("path", "subclass"), "subclasses_csv",
         "run the clustering stage first "
         "(python -m experiments predict --config experiments/configs/embedded/cluster.yaml)",
+        unique="path",
     )
     return {image_key(row["path"]): int(row["subclass"]) for row in rows}
 

@@ -72,13 +72,17 @@ def read_negatives(path: str | Path, class_names: Sequence[str]) -> dict[str, st
 
     Raises:
         FileNotFoundError: The file does not exist.
-        ValueError: Missing columns, unknown classes, or classes without a row.
+        ValueError: Missing columns, a class with two rows or with itself as its negative,
+            unknown classes, or classes without a row.
     """
     rows = read_stage_csv(
         path, NEGATIVES_COLUMNS[:2], "negatives_csv",
         "run stage 1 (python -m experiments negatives --config ...) first, "
-        "or set negatives_csv to null",
+        "or set negatives_csv to null", unique="class_name",
     )
+    for line, row in enumerate(rows, start=2):
+        if row["class_name"] == row["negative_class_name"]:
+            raise ValueError(f"{path}:{line}: class {row['class_name']!r} is its own negative")
     negatives = {row["class_name"]: row["negative_class_name"] for row in rows}
     known = set(class_names)
     unknown = sorted((set(negatives) | set(negatives.values())) - known)

@@ -13,10 +13,11 @@ the mixing datamodule and the FID evaluation read it; both go through this modul
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from datamodules.atomic import atomic_open
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -105,11 +106,7 @@ def read_manifest(
 def write_manifest(manifest: str | Path, rows: Iterable[ManifestRow]) -> Path:
     """Write a whole manifest atomically (temporary file, then rename)."""
     path = Path(manifest)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
+    with atomic_open(path) as f:
         for row in rows:
             f.write(row.to_json() + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
     return path

@@ -11,7 +11,8 @@ own seed, so a batch is reproducible wherever it is collated); a mixed row is
 Modes (ALGORITHMS.md section 3):
 - ``mixup_random`` (SYNAuG): every batch of the shuffled real + synthetic union is mixed with a
   random permutation of itself, so synthetic and real samples are randomly paired within a batch.
-- ``mixup_all``: half of the batches of each epoch (chosen at random) are Mixup batches; in those,
+- ``mixup_all``: half of the batches of each epoch (chosen at random; with an odd number of
+  batches, the odd one out is a Mixup batch with probability 1/2) are Mixup batches; in those,
   every synthetic row is paired with a real sample of the same batch, and when the batch has too
   few real samples, real ones are oversampled from the whole real set (``extra``). Every sample,
   synthetic ones included, is an output row exactly once per epoch.
@@ -63,7 +64,10 @@ def plan_epoch(
     if mode == "mixup_random":
         plans = [_random_pairs(chunk, rng) for chunk in chunks]
     elif mode == "mixup_all":
-        chosen = set(rng.sample(range(len(chunks)), len(chunks) // 2))
+        # Half of the batches; an odd count's middle batch is mixed with probability 1/2, so
+        # an epoch of 1 or 3 batches is not left (almost) unmixed.
+        k = len(chunks) // 2 + (len(chunks) % 2 == 1 and rng.random() < 0.5)
+        chosen = set(rng.sample(range(len(chunks)), k))
         plans = [
             _synthetic_with_real(chunk, is_synthetic, real_pool, rng) if b in chosen
             else BatchPlan(tuple(chunk), (-1,) * len(chunk))

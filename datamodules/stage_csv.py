@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def read_stage_csv(
-    path: str | Path, required: Sequence[str], setting: str, hint: str
+    path: str | Path, required: Sequence[str], setting: str, hint: str, unique: str | None = None
 ) -> list[dict[str, str]]:
     """The rows of a CSV an earlier stage wrote, after checking it exists and has its columns.
 
@@ -17,10 +17,12 @@ def read_stage_csv(
         required: Columns that must be present.
         setting: The config key that named the file (for the error message).
         hint: How to produce the file (for the error message).
+        unique: A column whose values must not repeat (one row per class, per image, ...).
 
     Raises:
         FileNotFoundError: The file does not exist (names ``setting`` and ``hint``).
-        ValueError: A required column is missing.
+        ValueError: A required column is missing, or a ``unique`` value repeats (names both
+            lines).
     """
     path = Path(path)
     if not path.is_file():
@@ -30,4 +32,13 @@ def read_stage_csv(
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"{path}: missing columns {missing} (got {reader.fieldnames})")
-        return list(reader)
+        rows = list(reader)
+    if unique is not None:
+        seen: dict[str, int] = {}
+        for line, row in enumerate(rows, start=2):  # line 1 is the header
+            if row[unique] in seen:
+                raise ValueError(
+                    f"{path}:{line}: {unique} {row[unique]!r} repeats line {seen[row[unique]]}"
+                )
+            seen[row[unique]] = line
+    return rows

@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from datamodules.atomic import atomic_open
 from datamodules.long_tailed import LongTailDataModule
 from datamodules.manifest import read_manifest
 from lightning_modules.image_metrics import (
@@ -115,13 +116,10 @@ def evaluate_synthetic(
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(path) as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 def _log(results: dict[str, float], manifest: str) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from datamodules.atomic import atomic_open, atomic_write_text
 from datamodules.long_tailed import LongTailDataModule
 
 
@@ -111,18 +112,18 @@ def write_outputs(output_dir: Path, result: NegativesResult) -> None:
     """negatives.csv, similarity.csv, similarity.png and summary.json."""
     output_dir.mkdir(parents=True, exist_ok=True)
     names, sim = result.class_names, result.similarity
-    with open(output_dir / "negatives.csv", "w", newline="") as f:
+    with atomic_open(output_dir / "negatives.csv") as f:
         writer = csv.writer(f)
         writer.writerow(["class_name", "negative_class_name", "similarity"])
         for i, name in enumerate(names):
             negative = result.negatives[name]
             writer.writerow([name, negative, f"{sim[i][names.index(negative)]:.6f}"])
-    with open(output_dir / "similarity.csv", "w", newline="") as f:
+    with atomic_open(output_dir / "similarity.csv") as f:
         writer = csv.writer(f)
         writer.writerow(["class_name", *names])
         for name, row in zip(names, sim):
             writer.writerow([name, *(f"{v:.6f}" for v in row)])
-    (output_dir / "summary.json").write_text(json.dumps(asdict(result), indent=2))
+    atomic_write_text(output_dir / "summary.json", json.dumps(asdict(result), indent=2))
     from experiments.plots import plot_similarity  # matplotlib only when writing
 
     plot_similarity(output_dir / "similarity.csv", output_dir / "similarity.png")

@@ -39,8 +39,21 @@ PAPER_RESULTS: dict[str, dict[str, Triple]] = {
 }
 
 
+KNOWN_METHODS = frozenset(m for results in PAPER_RESULTS.values() for m in results)
+
+
 def paper_result(dataset: str, method: str | None) -> Triple | None:
-    """The paper's numbers for a (dataset, method) pair, if it reports them."""
+    """The paper's numbers for a (dataset, method) pair, if it reports them.
+
+    Raises:
+        ValueError: ``method`` is no method of either paper (a typo would otherwise show as
+            "not reported").
+    """
     if method is None:
         return None
+    if method not in KNOWN_METHODS:
+        raise ValueError(
+            f"paper result {dataset}/{method}: unknown method {method!r}; "
+            f"known: {sorted(KNOWN_METHODS)}"
+        )
     return PAPER_RESULTS.get(dataset, {}).get(method)

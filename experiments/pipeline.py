@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from lightning.pytorch.utilities import rank_zero_info
 
+from datamodules.atomic import atomic_write_text
 from experiments.table import Row, write_table
 
 
@@ -84,9 +85,15 @@ def _strings(node) -> list[str]:
     return [s for item in node for s in _strings(item)] if isinstance(node, list) else []
 
 
-def _collect_metrics(result, names: list[str], metrics_json: str | None) -> dict[str, float]:
-    """The named metrics from the run's trainer, its returned dict (or ``.metrics()``), and the
-    stage's JSON file."""
+def _collect_metrics(stage: Stage, result) -> dict[str, float]:
+    """The stage's named metrics from the run's trainer, its returned dict (or ``.metrics()``),
+    and the stage's JSON file.
+
+    Raises:
+        ValueError: A named metric the run did not produce (a misspelt name would otherwise show
+            as "not measured" in the summary).
+    """
+    names, metrics_json = stage.metrics, stage.metrics_json
     trainer = getattr(result, "trainer", None)
     found = dict(trainer.callback_metrics) if trainer is not None else {}
     if isinstance(result, dict):
@@ -95,7 +102,13 @@ def _collect_metrics(result, names: list[str], metrics_json: str | None) -> dict
         found.update(result.metrics())
     if metrics_json is not None and Path(metrics_json).is_file():
         found.update(json.loads(Path(metrics_json).read_text()))
-    return {n: float(found[n]) for n in names if n in found}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ValueError(
+            f"stage {stage.name!r}: metrics {missing} were not produced; it produced "
+            f"{sorted(found)}"
+        )
+    return {n: float(found[n]) for n in names}
 
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -141,12 +154,10 @@ def run_stages(
         result = cli_main(args)
         record = {"fingerprint": key, "args": stage.args,
                   "seconds": round(time.perf_counter() - started, 1),
-                  "metrics": _collect_metrics(result, stage.metrics, stage.metrics_json)}
+                  "metrics": _collect_metrics(stage, result)}
         del result  # the stage's model and trainer: free them before the next stage builds its own
         _release_memory()
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(record, indent=2))
         running.unlink(missing_ok=True)
         records[stage.name] = record
     return records
@@ -229,7 +240,7 @@ def run_pipeline(
     out = Path(run_dir)
     records = run_stages(stages, out, overrides, stage_overrides)
     report = write_table(rows, out / "results") + "\n\n" + summary_lines(summary or [], records)
-    (out / "results.md").write_text(report + "\n")
+    atomic_write_text(out / "results.md", report + "\n")
     print(report)
     return records
 

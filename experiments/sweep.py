@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from datamodules.atomic import atomic_open
 from experiments.pipeline import Stage, SummaryLine, run_pipeline
 from experiments.table import Row
 
@@ -155,11 +156,8 @@ def best_trial(rows: list[dict[str, Any]], metric: str, goal: str) -> dict[str, 
 
 
 def _write_trials(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fields = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(path) as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)

@@ -12,6 +12,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from datamodules.atomic import atomic_open, atomic_write_text
 from experiments.paper_results import paper_result
 
 
@@ -34,18 +35,26 @@ class Row:
     paper: str | None = None
 
 
-def run_accuracies(run_dir: str | Path) -> dict[str, float] | None:
-    """Head / tail / overall top-1 (%) from a run's per-class test CSV (``None``: not finished)."""
+def run_accuracies(run_dir: str | Path) -> dict[str, float | None] | None:
+    """Head / tail / overall top-1 (%) from a run's per-class test CSV (``None``: not finished).
+
+    A group with no test image (e.g. no head class) is ``None``, not 0.
+    """
     path = Path(run_dir) / "per_class_accuracy_test.csv"
     if not path.is_file():
         return None
     sums = {"head": [0, 0], "tail": [0, 0], "overall": [0, 0]}
-    for r in csv.DictReader(open(path)):
-        group = "head" if r["is_head"] == "True" else "tail"
-        for g in (group, "overall"):
-            sums[g][0] += int(r["correct"])
-            sums[g][1] += int(r["total"])
-    return {g: 100.0 * c / max(t, 1) for g, (c, t) in sums.items()}
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            group = "head" if r["is_head"] == "True" else "tail"
+            for g in (group, "overall"):
+                sums[g][0] += int(r["correct"])
+                sums[g][1] += int(r["total"])
+    return {g: 100.0 * c / t if t else None for g, (c, t) in sums.items()}
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def wandb_run_id(run_dir: str | Path) -> str:
@@ -65,15 +74,16 @@ def build_table(rows: list[Row]) -> tuple[str, list[dict]]:
         acc = run_accuracies(row.run_dir)
         dataset, _, method = (row.paper or "").rpartition("/")
         ref = paper_result(dataset or row.dataset, method or None)
-        cells = [f"{acc[g]:.1f}" if acc else "not run" for g in ("head", "tail", "overall")]
-        paper = " / ".join("-" if v is None else f"{v:.1f}" for v in ref) if ref else ""
+        cells = [_cell(acc[g]) if acc else "not run" for g in ("head", "tail", "overall")]
+        paper = " / ".join(_cell(v) for v in ref) if ref else ""
         if ref and dataset:
             paper = f"{dataset}: {paper}"
         run_id = wandb_run_id(row.run_dir) or Path(row.run_dir).name
         lines.append(f"| {row.dataset} | {row.method} | " + " | ".join(cells)
                      + f" | {paper} | {run_id} |")
         records.append({"dataset": row.dataset, "method": row.method,
-                        **({f"acc_{g}": round(v, 2) for g, v in acc.items()} if acc else {}),
+                        **({f"acc_{g}": None if v is None else round(v, 2)
+                            for g, v in acc.items()} if acc else {}),
                         "paper": paper, "run_dir": row.run_dir, "wandb_id": wandb_run_id(row.run_dir)})
     return "\n".join(lines), records
 
@@ -83,10 +93,10 @@ def write_table(rows: list[Row], out: str | Path) -> str:
     markdown, records = build_table(rows)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(markdown + "\n")
+    atomic_write_text(out.with_suffix(".md"), markdown + "\n")
     fields = ["dataset", "method", "acc_head", "acc_tail", "acc_overall", "paper", "run_dir",
               "wandb_id"]
-    with open(out.with_suffix(".csv"), "w", newline="") as f:
+    with atomic_open(out.with_suffix(".csv")) as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(records)

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 
+from datamodules.atomic import atomic_open
 from datamodules.info import DatasetInfo
 from lightning_modules.backbone import (
     build_resnet18,
@@ -153,10 +154,8 @@ class LongTailClassifier(L.LightningModule):
 
     def _write_per_class_csv(self, stage: str, result: GroupedAccuracyResult) -> None:
         path = Path(self.trainer.default_root_dir) / f"per_class_accuracy_{stage}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
         info = self.dataset_info
-        tmp = path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_open(path) as f:
             writer = csv.writer(f)
             writer.writerow(["class_index", "class_name", "is_head", "train_count",
                              "correct", "total", "accuracy"])
@@ -164,7 +163,6 @@ class LongTailClassifier(L.LightningModule):
                 writer.writerow([c, name, info.head_mask[c], info.class_counts[c],
                                  int(result.correct[c]), int(result.total[c]),
                                  f"{float(result.per_class[c]):.4f}"])
-        tmp.replace(path)
 
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -66,3 +66,18 @@ def test_outputs_round_trip_into_stage_2(tmp_path):
     assert rows[0] == ["class_name", *NAMES] and float(rows[1][3]) == 0.9
     assert (tmp_path / "similarity.png").stat().st_size > 0
     assert json.loads((tmp_path / "summary.json").read_text())["negatives"] == result.negatives
+
+
+@pytest.mark.parametrize("extra, match", [
+    ("pizza,ramen,0.3\n", r"negatives.csv:6: class_name 'pizza' repeats line 3"),
+    ("", None),
+])
+def test_repeated_or_self_negative_rows_are_named(tmp_path, extra, match):
+    path = tmp_path / "negatives.csv"
+    body = "".join(f"{n},{NAMES[(i + 1) % 4]},0.5\n" for i, n in enumerate(NAMES))
+    path.write_text("class_name,negative_class_name,similarity\n" + body + extra)
+    if match is None:  # a class as its own negative
+        path.write_text(path.read_text().replace("ramen,garlic_bread", "ramen,ramen"))
+        match = r"negatives.csv:5: class 'ramen' is its own negative"
+    with pytest.raises(ValueError, match=match):
+        read_negatives(path, NAMES)

@@ -120,3 +120,27 @@ def test_multi_process_overrides_are_refused(tmp_path, override):
 
     with pytest.raises(ValueError, match="runs each stage in this one process"):
         run_pipeline([], str(tmp_path), overrides=["--trainer.accelerator=gpu", override])
+
+
+def test_a_metric_the_stage_did_not_produce_is_named(tmp_path):
+    stage = Stage("a", ["table", "--out", str(tmp_path / "t"), "--rows", "[]"],
+                  metrics=["test/acc_overal"])
+    with pytest.raises(ValueError, match=r"stage 'a': metrics \['test/acc_overal'\] were not "
+                                         r"produced"):
+        run_stages([stage], tmp_path)
+    assert not (tmp_path / "stages" / "a.json").exists()  # no record: it runs again when fixed
+
+
+def test_table_marks_an_empty_group_and_refuses_an_unknown_paper_method(tmp_path):
+    from experiments.table import Row, build_table
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "per_class_accuracy_test.csv").write_text(
+        "class_index,class_name,is_head,train_count,correct,total,accuracy\n"
+        "0,a,False,4,3,4,75.0\n1,b,False,2,1,4,25.0\n")
+    markdown, records = build_table([Row("CE", str(run), paper="food101_lt/ce")])
+    assert "| embedded | CE | - | 50.0 | 50.0 | food101_lt: 65.8 / 20.9 / 33.4 |" in markdown
+    assert records[0]["acc_head"] is None and records[0]["acc_tail"] == 50.0
+    with pytest.raises(ValueError, match=r"unknown method 'disc-ds'"):
+        build_table([Row("DiSC-DS", str(run), paper="food101_lt/disc-ds")])
