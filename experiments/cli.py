@@ -14,7 +14,7 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 os.environ.setdefault("WANDB_SILENT", "true")
 DEFAULTS = Path(__file__).parent / "configs" / "defaults.yaml"
@@ -40,10 +40,40 @@ class ExperimentCLI(LightningCLI):
             only_class="ModelCheckpoint",
         )
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's: with ``--ckpt_path <file>``, the checkpoint's hyper-parameters replace the
+        model settings of the config and command line. Warn when that overrides one of them
+        (to evaluate a checkpoint's weights under other settings, e.g. post-hoc logit
+        adjustment, load them with ``model.init_args.init_checkpoint`` instead)."""
+        before = _model_settings(self.config)
+        super()._parse_ckpt_path()
+        after = _model_settings(self.config)
+        changed = {
+            k: (v, after.get(k)) for k, v in before.items()
+            if k != "dataset_info" and v != after.get(k)
+        }
+        if changed:
+            rank_zero_warn(
+                "--ckpt_path restores the checkpoint's model hyper-parameters over this run's: "
+                + "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+                + ". To keep this run's settings, load the weights with "
+                "--model.init_args.init_checkpoint instead"
+            )
+
     def after_fit(self) -> None:
         best = getattr(self.trainer.checkpoint_callback, "best_model_path", "")
         if best:
             rank_zero_info(f"best checkpoint: {best}")
+
+
+def _model_settings(config) -> dict:
+    """The model's ``init_args`` of the subcommand in ``config``, as plain values."""
+    subcommand = config.get("subcommand")
+    model = config.get(subcommand, {}).get("model") if subcommand else None
+    init_args = getattr(model, "init_args", None)
+    if init_args is None:
+        return {}
+    return init_args.as_dict() if hasattr(init_args, "as_dict") else dict(init_args)
 
 
 def _default_init_arg(

@@ -144,3 +144,29 @@ def test_table_marks_an_empty_group_and_refuses_an_unknown_paper_method(tmp_path
     assert records[0]["acc_head"] is None and records[0]["acc_tail"] == 50.0
     with pytest.raises(ValueError, match=r"unknown method 'disc-ds'"):
         build_table([Row("DiSC-DS", str(run), paper="food101_lt/disc-ds")])
+
+
+def test_baselines_pipeline_runs_every_row(tmp_path, embedded_cache):
+    """Each classic baseline is a config away from CE: the shipped pipeline runs all of them."""
+    spec = "experiments/configs/pipelines/baselines.yaml"
+    run = tmp_path / "baselines"
+    cli_main(["pipeline", "--config", spec, f"--run_dir={run}",
+              f"--overrides={json.dumps([*FAST, *tiny_data_args(embedded_cache)])}"])
+    report = (run / "results.md").read_text()
+    for row in ("| CE |", "ROS", "RUS", "Focal", "Class-balanced", "Balanced Softmax",
+                "Logit-adjusted loss", "post-hoc", "LDAM", "cRT"):
+        assert row in report
+    assert "not run" not in report and "food101_lt: 65.8 / 20.9 / 33.4" in report
+
+    # The post-hoc row loads the CE weights with init_checkpoint: --ckpt_path would restore the
+    # checkpoint's hyper-parameters (posthoc_logit_adjustment 0) over the config's, with a warning.
+    ce = run / "classifier_ce" / "checkpoints" / "last.ckpt"
+    args = ["test", "--config", "experiments/configs/embedded/classifier_ce.yaml",
+            "--config", "experiments/configs/baselines/logit_adjusted_posthoc.yaml",
+            f"--trainer.default_root_dir={tmp_path / 'posthoc'}", *FAST,
+            *tiny_data_args(embedded_cache)]
+    cli = cli_main([*args, f"--model.init_args.init_checkpoint={ce}"])
+    assert cli.model.eval_adjustment.abs().sum() > 0
+    with pytest.warns(UserWarning, match=r"posthoc_logit_adjustment: 1.0 -> 0.0"):
+        cli = cli_main([*args, f"--ckpt_path={ce}"])
+    assert cli.model.eval_adjustment.abs().sum() == 0
