@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from datamodules.diffusion_data import read_subclasses
+from datamodules.diffusion_data import image_key, subclasses_of
 from datamodules.generation import GenerationRequests
+from datamodules.layout import Sample
 
 CLUSDIFF_PROMPT = "A photo of {class_name}, style {subclass}, a type of food."
 
 
-def subclass_sizes(path: str | Path) -> dict[str, Counter]:
+def subclass_sizes(path: str | Path, samples: Sequence[Sample]) -> dict[str, Counter]:
     """``class_name -> Counter(subclass -> number of training images)`` from ``subclasses.csv``
     (read and validated by the fine-tune's own reader, so both see the same sub-classes)."""
     sizes: dict[str, Counter] = defaultdict(Counter)
-    for key, subclass in read_subclasses(path).items():
-        sizes[key.split("/", 1)[0]][subclass] += 1
+    for sample, subclass in zip(samples, subclasses_of(samples, path)):
+        sizes[image_key(sample.path).split("/", 1)[0]][subclass] += 1
     return sizes
 
 
@@ -63,7 +65,7 @@ class SubclassGenerationRequests(GenerationRequests):
 
     def class_prompts(self, label: int, class_name: str, count: int) -> list[str]:
         if self._sizes is None:
-            self._sizes = subclass_sizes(self.subclasses_csv)
+            self._sizes = subclass_sizes(self.subclasses_csv, self.real.index.train)
         sizes = self._sizes.get(class_name)
         if not sizes:
             raise ValueError(f"{self.subclasses_csv}: no sub-class of class {class_name!r}")

@@ -10,6 +10,7 @@ sees strings, and prompt dropout (for classifier-free guidance) is the model's b
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +41,31 @@ def read_subclasses(path: str | Path) -> dict[str, int]:
         unique="path",
     )
     return {image_key(row["path"]): int(row["subclass"]) for row in rows}
+
+
+def subclasses_of(samples: Sequence[Sample], path: str | Path) -> list[int]:
+    """The sub-class of each sample, from a ``subclasses.csv`` that must cover exactly them.
+
+    Raises:
+        ValueError: An image without a row, or rows for images that are not among ``samples``
+            (the file was written for another split or dataset).
+    """
+    table = read_subclasses(path)
+    keys = [image_key(s.path) for s in samples]
+    missing = [k for k in keys if k not in table]
+    if missing:
+        raise ValueError(
+            f"subclasses_csv={str(path)!r} has no row for {len(missing)} of {len(keys)} training "
+            f"images (e.g. {missing[:3]}): re-run the clustering stage on this dataset"
+        )
+    extra = sorted(set(table) - set(keys))
+    if extra:
+        raise ValueError(
+            f"subclasses_csv={str(path)!r} has rows for {len(extra)} images outside the "
+            f"{len(keys)} training images (e.g. {extra[:3]}): it was written for another split "
+            "or dataset; re-run the clustering stage on this one"
+        )
+    return [table[k] for k in keys]
 
 
 class PromptedImages(Dataset):
@@ -135,15 +161,8 @@ class DiffusionFineTuneData(L.LightningDataModule):
     def _build_prompts(self, samples: list[Sample]) -> list[str]:
         if self.subclasses_csv is None:
             return [self.prompt(s.label) for s in samples]
-        table = read_subclasses(self.subclasses_csv)
-        missing = [image_key(s.path) for s in samples if image_key(s.path) not in table]
-        if missing:
-            raise ValueError(
-                f"subclasses_csv={self.subclasses_csv!r} has no row for {len(missing)} of "
-                f"{len(samples)} training images (e.g. {missing[:3]}): re-run the clustering "
-                "stage on this dataset"
-            )
-        return [self.prompt(s.label, table[image_key(s.path)]) for s in samples]
+        subclasses = subclasses_of(samples, self.subclasses_csv)
+        return [self.prompt(s.label, k) for s, k in zip(samples, subclasses)]
 
     def prepare_data(self) -> None:
         self.real.prepare_data()

@@ -23,18 +23,21 @@ def test_checksum_round_trip_and_tamper_detection(tmp_path):
         checksum(str(tmp_path))
 
 
-def _subclasses_csv(path, class_names):
+def _subclasses_csv(path, datamodule, extra: str = ""):
+    """Sub-class 0 for the first 3/4 of each class's training images, 1 for the rest."""
+    names = datamodule.dataset_info.class_names
     rows = ["path,label,class_name,subclass,is_exemplar"]
-    for label, name in enumerate(class_names):
-        for k in range(4):  # sub-class 0: 3 images, sub-class 1: 1 image
-            rows.append(f"x/{name}/{k}.jpg,{label},{name},{0 if k < 3 else 1},0")
-    path.write_text("\n".join(rows) + "\n")
+    for label, name in enumerate(names):
+        images = [s.path for s in datamodule.index.train if s.label == label]
+        for k, image in enumerate(images):
+            rows.append(f"{image},{label},{name},{0 if k < 0.75 * len(images) else 1},0")
+    path.write_text("\n".join(rows) + "\n" + extra)
     return path
 
 
 def test_subclass_prompts_follow_the_subclass_mix(tiny_datamodule, tmp_path):
-    names = tiny_datamodule.dataset_info.class_names
-    csv_path = _subclasses_csv(tmp_path / "subclasses.csv", names)
+    csv_path = _subclasses_csv(tmp_path / "subclasses.csv", tiny_datamodule)
+    assert tiny_datamodule.dataset_info.class_counts[0] == 12  # 9 in sub-class 0, 3 in 1
     requests = SubclassGenerationRequests(
         subclasses_csv=str(csv_path), real=tiny_datamodule, per_class=400, from_real=False)
     prompts = [r.prompt for r in requests.all_requests if r.label == 0]
@@ -48,6 +51,16 @@ def test_subclass_prompts_follow_the_subclass_mix(tiny_datamodule, tmp_path):
         subclass_sampling="uniform")
     counts = Counter("style 0" in r.prompt for r in uniform.all_requests if r.label == 0)
     assert counts[True] / 400 == pytest.approx(0.5, abs=0.08)
+
+
+def test_subclass_rows_must_match_the_training_images(tiny_datamodule, tmp_path):
+    csv_path = _subclasses_csv(tmp_path / "subclasses.csv", tiny_datamodule,
+                               extra="x/pizza/999.jpg,1,pizza,0,0\n")
+    requests = SubclassGenerationRequests(
+        subclasses_csv=str(csv_path), real=tiny_datamodule, per_class=2, from_real=False)
+    with pytest.raises(ValueError, match=r"rows for 1 images outside the \d+ training images "
+                                         r"\(e.g. \['pizza/999'\]\)"):
+        requests.all_requests
 
 
 def test_subclass_template_is_required(tiny_datamodule, tmp_path):
