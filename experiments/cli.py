@@ -61,9 +61,9 @@ class ExperimentCLI(LightningCLI):
             )
 
     def after_fit(self) -> None:
-        best = getattr(self.trainer.checkpoint_callback, "best_model_path", "")
-        if best:
-            rank_zero_info(f"best checkpoint: {best}")
+        for callback in self.trainer.checkpoint_callbacks:
+            if getattr(callback, "monitor", None) and callback.best_model_path:
+                rank_zero_info(f"best checkpoint ({callback.monitor}): {callback.best_model_path}")
 
 
 def _model_settings(config) -> dict:

@@ -22,6 +22,7 @@ import yaml
 from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules.atomic import atomic_write_text
+from experiments.cli import DEFAULTS
 from experiments.table import Row, write_table
 
 
@@ -53,9 +54,16 @@ def _config_paths(args: list[str]) -> list[Path]:
     return [Path(args[i + 1]) for i, a in enumerate(args[:-1]) if a in ("--config", "-c")]
 
 
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
 def fingerprint(stage: Stage, upstream: list[str]) -> str:
-    """Hash of everything the stage's result depends on that the runner can see."""
+    """Hash of everything the stage's result depends on that the runner can see: arguments,
+    config files (with the ones they name, and the defaults every LightningCLI call loads) and
+    the fingerprints of the stages it reads."""
     h = hashlib.sha256(json.dumps([stage.args, upstream]).encode())
+    if stage.args and stage.args[0] in LIGHTNING_SUBCOMMANDS:  # loaded before every config
+        h.update(DEFAULTS.read_bytes())
     for path in _config_paths(stage.args):
         h.update(path.read_bytes())
         for ref in _referenced_files(path):
@@ -111,7 +119,6 @@ def _collect_metrics(stage: Stage, result) -> dict[str, float]:
     return {n: float(found[n]) for n in names}
 
 
-LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 def run_stages(

@@ -23,6 +23,13 @@ class CrashAtSecondEpoch(L.Callback):
             raise RuntimeError("simulated kill")
 
 
+class FallingAccuracy(L.Callback):
+    """Replaces the monitored accuracy by one that falls every epoch: epoch 0 is the best."""
+
+    def on_validation_end(self, trainer, pl_module):
+        trainer.callback_metrics["val/acc_overall"] = torch.tensor(90.0 - trainer.current_epoch)
+
+
 def _args(run_dir: Path, cache: str, *extra: str) -> list[str]:
     return [
         "--config", CONFIG,
@@ -52,6 +59,18 @@ def test_fit_then_test_reports_three_accuracies_and_per_class_csv(tmp_path, embe
     assert sum(int(r["total"]) for r in rows) == 40
     overall = 100 * sum(int(r["correct"]) for r in rows) / 40
     assert float(metrics["test/acc_overall"]) == pytest.approx(overall, abs=1e-4)
+
+
+def test_last_checkpoint_is_the_final_epoch_not_the_best(tmp_path, embedded_cache):
+    """`--ckpt_path last` (resume, and what the pipelines test) must be the latest epoch."""
+    run = tmp_path / "run"
+    cli_main(["fit", *_args(run, embedded_cache, "--trainer.max_epochs=3",
+                            "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
+                            "--trainer.callbacks+=test_cli_classifier.FallingAccuracy")])
+    checkpoints = run / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 2
+    best = [p.name for p in checkpoints.glob("best-*.ckpt")]
+    assert best == ["best-epoch000-acc90.00.ckpt"]
 
 
 def test_fit_killed_mid_run_resumes_from_last(tmp_path, embedded_cache):
