@@ -72,6 +72,13 @@ def test_last_checkpoint_is_the_final_epoch_not_the_best(tmp_path, embedded_cach
     best = [p.name for p in checkpoints.glob("best-*.ckpt")]
     assert best == ["best-epoch000-acc90.00.ckpt"]
 
+    # a fresh fit into the same run directory replaces last.ckpt (no stale last.ckpt beside a
+    # last-v1.ckpt that explicit paths to last.ckpt would miss)
+    cli_main(["fit", *_args(run, embedded_cache, "--trainer.max_epochs=2",
+                            "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1")])
+    assert sorted(p.name for p in checkpoints.glob("last*.ckpt")) == ["last.ckpt"]
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 1
+
 
 def test_fit_killed_mid_run_resumes_from_last(tmp_path, embedded_cache):
     run = tmp_path / "run"
