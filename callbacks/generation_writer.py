@@ -109,14 +109,12 @@ class ChangedSettingsError(RuntimeError):
 
 
 def changed_settings_message(
-    output_dir: Path, changed: dict[int, dict[str, tuple]], requests: Sequence[GenerationRequest]
+    output_dir: Path, count: int, example: GenerationRequest, diff: dict[str, tuple]
 ) -> str:
-    by_index = {r.index: r for r in requests}
-    first, diff = next(iter(changed.items()))
     lines = "\n".join(f"  {k}: stored {old!r}, this run {new!r}" for k, (old, new) in diff.items())
     return (
-        f"{len(changed)} existing image(s) in {output_dir} were generated with other settings "
-        f"than this run's; e.g. {by_index[first].relative_path}:\n{lines}\n"
+        f"{count} existing image(s) in {output_dir} were generated with other settings "
+        f"than this run's; e.g. {example.relative_path}:\n{lines}\n"
         "Write to a new folder (trainer.default_root_dir), delete this one, or set the "
         "GenerationWriter's regenerate_changed: true to replace those images."
     )
@@ -200,7 +198,11 @@ class GenerationWriter(BasePredictionWriter):
             if differences:
                 changed[index] = differences
         if changed and not self.regenerate_changed:
-            return set(), changed_settings_message(self.root, changed, requests)
+            first = next(iter(changed))
+            message = changed_settings_message(
+                self.root, len(changed), by_index[first], changed[first]
+            )
+            return set(), message
         if changed:
             rank_zero_info(f"generation: replacing {len(changed)} image(s) of other settings")
         return set(records) - set(changed), None

@@ -153,21 +153,22 @@ class Synthesizer(L.LightningModule):
             init_images=init_images,
             strength=strength,
         ).cpu()
-        rows = [self.manifest_row(r, images.shape[-2], images.shape[-1]) for r in requests]
-        return SynthesisOutput(images, rows)
+        params = self.params(strength, images.shape[-2], images.shape[-1])
+        return SynthesisOutput(images, [self.manifest_row(r, params) for r in requests])
 
-    def manifest_row(self, request: GenerationRequest, height: int, width: int) -> ManifestRow:
-        """The record stored with the image of ``request`` generated at ``height`` x ``width``."""
-        strength = self.strength if request.source_image is not None else 1.0
+    def manifest_row(self, request: GenerationRequest, params: dict) -> ManifestRow:
+        """The record stored with the image of ``request`` (``params``: :meth:`params`)."""
         return ManifestRow(
             path=request.relative_path,
             label=request.label,
             class_name=request.class_name,
             seed=request.seed,
             sampler=self.guidance.variant,
-            negative_class_name=request.negative_class_name if self.guidance.uses_negative else None,
+            negative_class_name=(
+                request.negative_class_name if self.guidance.uses_negative else None
+            ),
             source_image=request.source_image,
-            params=self.params(strength, height, width),
+            params=params,
             model=self.model_name,
             prompt=request.prompt,
         )
@@ -179,7 +180,7 @@ class Synthesizer(L.LightningModule):
         ``image_size``); requests without a source image use the model's default size.
         """
         if request.source_image is not None:
-            size = source_image_size
+            size, strength = source_image_size, self.strength
         else:
-            size = self.components.default_image_size
-        return self.manifest_row(request, size, size)
+            size, strength = self.components.default_image_size, 1.0
+        return self.manifest_row(request, self.params(strength, size, size))
