@@ -20,6 +20,13 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from datamodules.dataset import load_rgb
+from datamodules.epoch_seeds import (
+    EpochShuffle,
+    SeededDataset,
+    SeededSampler,
+    TrainerEpoch,
+    run_seed,
+)
 from datamodules.info import DatasetInfo
 from datamodules.layout import Sample, read_split
 from datamodules.long_tailed import LongTailDataModule
@@ -212,10 +219,11 @@ class DiffusionFineTuneData(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.dataset is None:
             raise RuntimeError("DiffusionFineTuneData.setup() has not run")
+        seed = run_seed(None)
         return DataLoader(
-            self.dataset,
+            SeededDataset(self.dataset),
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=TrainerEpoch(SeededSampler(EpochShuffle(len(self.dataset), seed), seed), self),
             drop_last=False,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -15,9 +15,16 @@ from typing import Literal
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datamodules.dataset import ImageListDataset, drop_corrupt
+from datamodules.epoch_seeds import (
+    EpochShuffle,
+    SeededDataset,
+    SeededSampler,
+    TrainerEpoch,
+    run_seed,
+)
 from datamodules.info import DatasetInfo
 from datamodules.layout import Sample
 from datamodules.long_tail import head_mask, hold_out_per_class
@@ -49,12 +56,16 @@ class LongTailDataModule(L.LightningDataModule):
         skip_corrupt: Drop undecodable images at setup (counted and logged) instead of failing.
         predict_split: Which split ``predict`` iterates (eval transforms), e.g. for features.
         resample: Class-aware resampling of the training set: ``"oversample"`` (ROS),
-            ``"undersample"`` (RUS) or ``"class_balanced"``; ``"none"`` shuffles as usual.
+            ``"undersample"`` (RUS) or ``"class_balanced"``; ``"none"`` shuffles.
         val_per_class: 0 validates on the test set, as the long-tailed benchmarks report it
             (the ``best`` checkpoint and any setting chosen on ``val/*`` then saw the test
             images). N > 0 holds out a seeded N test images per class as the validation set
             and tests on the rest, so that selection never touches the test images.
-        seed: Seed of the resampling and of the validation hold-out.
+        seed: Seed of each epoch's order, resampling and augmentation, which depend on it and
+            the epoch number only (see :mod:`datamodules.epoch_seeds`); ``None``: the run's
+            ``seed_everything``.
+        holdout_seed: Seed of the validation hold-out (fixed across training seeds, so that
+            runs of several seeds are tested on the same images).
     """
 
     def __init__(
@@ -70,7 +81,8 @@ class LongTailDataModule(L.LightningDataModule):
         predict_split: Literal["train", "test"] = "train",
         resample: ResampleMode = "none",
         val_per_class: int = 0,
-        seed: int = 0,
+        seed: int | None = None,
+        holdout_seed: int = 0,
     ) -> None:
         super().__init__()
         if resize_size < image_size:
@@ -89,6 +101,7 @@ class LongTailDataModule(L.LightningDataModule):
         self.resample = resample
         self.val_per_class = val_per_class
         self.seed = seed
+        self.holdout_seed = holdout_seed
         self._index: DatasetIndex | None = None
         self._info: DatasetInfo | None = None
         self.datasets: dict[str, Dataset] = {}
@@ -159,15 +172,14 @@ class LongTailDataModule(L.LightningDataModule):
         if not self.val_per_class:
             return test, test
         held, rest = hold_out_per_class(
-            [s.label for s in test], self.num_classes, self.val_per_class, self.seed
+            [s.label for s in test], self.num_classes, self.val_per_class, self.holdout_seed
         )
         return [test[i] for i in held], [test[i] for i in rest]
 
-    def _loader(self, dataset: Dataset, shuffle: bool, sampler=None) -> DataLoader:
+    def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle and sampler is None,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -175,18 +187,20 @@ class LongTailDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        train = self.datasets["train"]
-        sampler = None
-        if self.resample != "none":
-            sampler = ClassResampler(train.labels, self.resample, self.seed)
-        return self._loader(train, shuffle=True, sampler=sampler)
+        train, seed = self.datasets["train"], run_seed(self.seed)
+        if self.resample == "none":
+            order = EpochShuffle(len(train), seed)
+        else:
+            order = ClassResampler(train.labels, self.resample, seed)
+        sampler = TrainerEpoch(SeededSampler(order, seed), self)
+        return self._loader(SeededDataset(train), sampler)
 
     def val_dataloader(self) -> DataLoader:
         """The (balanced) test set, or the part held out of it (``val_per_class``)."""
-        return self._loader(self.datasets["val"], shuffle=False)
+        return self._loader(self.datasets["val"])
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["test"], shuffle=False)
+        return self._loader(self.datasets["test"])
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["predict"], shuffle=False)
+        return self._loader(self.datasets["predict"])

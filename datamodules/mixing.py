@@ -18,6 +18,13 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import ConcatDataset, DataLoader
 
 from datamodules.dataset import ImageListDataset
+from datamodules.epoch_seeds import (
+    EpochShuffle,
+    SeededDataset,
+    SeededSampler,
+    TrainerEpoch,
+    run_seed,
+)
 from datamodules.info import DatasetInfo
 from datamodules.layout import Sample
 from datamodules.long_tailed import LongTailDataModule
@@ -40,7 +47,8 @@ class RealSyntheticDataModule(L.LightningDataModule):
         synthetic_ratio: Cap per class of synthetic : real images (e.g. ``1.0``: at most as many
             synthetic as real images of that class).
         tail_only: Use synthetic images of tail classes only.
-        seed: Seed of the batch plans.
+        seed: Seed of each epoch's order, batch plans and augmentation; ``None``: the run's
+            ``seed_everything`` (see :mod:`datamodules.epoch_seeds`).
     """
 
     def __init__(
@@ -52,7 +60,7 @@ class RealSyntheticDataModule(L.LightningDataModule):
         max_synthetic_per_class: int | None = None,
         synthetic_ratio: float | None = None,
         tail_only: bool = False,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         if mode not in ("none", "mixup_random", "mixup_all"):
@@ -127,10 +135,13 @@ class RealSyntheticDataModule(L.LightningDataModule):
         common = dict(num_workers=self.real.num_workers,
                       persistent_workers=self.real.num_workers > 0,
                       pin_memory=torch.cuda.is_available())
+        seed = run_seed(self.seed)
         if self.mode == "none":
-            return DataLoader(self.train_set, batch_size=self.real.batch_size, shuffle=True,
-                              **common)
-        planner = MixupPlanner(self.mode, self.is_synthetic, self.real.batch_size, self.seed)
+            order = TrainerEpoch(SeededSampler(EpochShuffle(len(self.train_set), seed), seed), self)
+            return DataLoader(SeededDataset(self.train_set), batch_size=self.real.batch_size,
+                              sampler=order, **common)
+        planner = MixupPlanner(self.mode, self.is_synthetic, self.real.batch_size, seed)
+        planner = TrainerEpoch(planner, self)
         collate = MixupCollate(self.dataset_info.num_classes, self.mixup_alpha)
         return DataLoader(PlannedBatches(self.train_set), sampler=planner, batch_size=None,
                           collate_fn=collate, **common)

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from datamodules.epoch_seeds import derive_seed, seeded_call
+
 MixupMode = Literal["mixup_random", "mixup_all"]
 
 
@@ -133,7 +135,11 @@ class MixupPlanner(Sampler[BatchPlan]):
 
 
 class PlannedBatches(Dataset):
-    """Fetches every sample a plan names; the DataLoader uses it with ``batch_size=None``."""
+    """Fetches every sample a plan names; the DataLoader uses it with ``batch_size=None``.
+
+    The sample at position k of a plan is transformed under ``derive_seed(plan.seed, k)``, so its
+    augmentation depends on the plan alone (see :mod:`datamodules.epoch_seeds`).
+    """
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -142,7 +148,9 @@ class PlannedBatches(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, plan: BatchPlan):
-        return [self.dataset[i] for i in plan.indices + plan.extra], plan
+        items = plan.indices + plan.extra
+        fetch = self.dataset.__getitem__
+        return [seeded_call(derive_seed(plan.seed, k), fetch, i) for k, i in enumerate(items)], plan
 
 
 class MixupCollate:

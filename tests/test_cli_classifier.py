@@ -94,6 +94,42 @@ def test_fit_killed_mid_run_resumes_from_last(tmp_path, embedded_cache):
     assert resumed.trainer.current_epoch == 3
     assert resumed.trainer.global_step == 6  # epochs 1 and 2 only: epoch 0 was not redone
 
+    # ... and ends with the weights of a run that was never interrupted
+    whole = cli_main(["fit", *_args(tmp_path / "whole", embedded_cache, *common)])
+    _assert_same_weights(resumed.model, whole.model)
+
+
+@pytest.mark.parametrize("mode", ["oversample", "mixup_all"])
+def test_resumed_fit_equals_uninterrupted_fit(mode, tmp_path, embedded_cache, synthetic_manifest):
+    """Every epoch's randomness (order, crops, flips, Mixup) comes from the seed and the epoch,
+    so a fit interrupted after any epoch and resumed ends where an uninterrupted one does."""
+    common = ["--trainer.max_epochs=3", "--trainer.limit_val_batches=1", "--seed_everything=3"]
+    if mode == "oversample":
+        config = ["--config", CONFIG, "--config", "experiments/configs/baselines/ros.yaml"]
+        data = [*tiny_data_args(embedded_cache), "--data.init_args.num_workers=2"]  # persistent
+    else:
+        config = ["--config", "experiments/configs/embedded/classifier_real_synthetic.yaml"]
+        data = [*tiny_data_args(embedded_cache, "data.init_args.real.init_args"),
+                f"--data.init_args.synthetic=[{synthetic_manifest}]", "--data.init_args.mode=mixup_all"]
+
+    def fit(run: Path, *extra: str):
+        return cli_main(["fit", *config, f"--trainer.default_root_dir={run}",
+                         "--trainer.enable_progress_bar=false",
+                         "--trainer.enable_model_summary=false", *data, *common, *extra])
+
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        fit(tmp_path / "run", "--trainer.callbacks+=test_cli_classifier.CrashAtSecondEpoch")
+    resumed = fit(tmp_path / "run", "--ckpt_path=last")
+    whole = fit(tmp_path / "whole")
+    _assert_same_weights(resumed.model, whole.model)
+
+
+def _assert_same_weights(a: L.LightningModule, b: L.LightningModule) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    worst = max((sa[k].float() - sb[k].float()).abs().max().item() for k in sa)
+    assert worst == 0.0, f"largest weight difference {worst}"
+
 
 BASELINES = sorted(str(p) for p in Path("experiments/configs/baselines").glob("*.yaml"))
 

@@ -52,7 +52,7 @@ def test_food101_layout_loads_through_the_real_datamodule(tmp_path):
 def test_validation_held_out_of_the_test_split(tmp_path):
     root = make_food101(tmp_path / "food-101")
     dm = Food101LT(root=str(root), image_size=16, resize_size=18, num_head_classes=1,
-                   val_per_class=1, seed=3)
+                   val_per_class=1, holdout_seed=3)
     dm.setup("fit")
     val, test = dm.datasets["val"].samples, dm.datasets["test"].samples
     assert sorted(s.label for s in val) == [0, 1, 2]  # one per class
@@ -60,7 +60,7 @@ def test_validation_held_out_of_the_test_split(tmp_path):
     assert {s.path for s in val}.isdisjoint(s.path for s in test)
     assert sorted(s.path for s in val + test) == sorted(s.path for s in dm.index.test)
     assert dm.val_dataloader().dataset is dm.datasets["val"]
-    same = Food101LT(root=str(root), num_head_classes=1, val_per_class=1, seed=3)
+    same = Food101LT(root=str(root), num_head_classes=1, val_per_class=1, holdout_seed=3)
     assert same.validation_split()[0] == val  # seeded
     with pytest.raises(ValueError, match=r"holding out 2 images per class leaves none of "
                                          r"classes \[0, 1, 2\] \(they have \[2, 2, 2\]\)"):

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
+from datamodules.epoch_seeds import derive_seed, run_seed, seed_global_generators
 from datamodules.info import DatasetInfo
 from lightning_modules.diffusion.components import (
     DiffusionComponents,
@@ -152,6 +153,11 @@ class DiffusionFineTune(L.LightningModule):
             self.vae.eval()
         if self.ema is not None:
             self.ema.to(self.device)
+
+    def on_train_epoch_start(self) -> None:
+        """Prompt dropout, noise and timesteps draw from the global generators: seed them from
+        the run's seed and the epoch, so that a resumed fit repeats an uninterrupted one."""
+        seed_global_generators(derive_seed(run_seed(None), self.current_epoch, 2))
 
     def training_step(self, batch: tuple[torch.Tensor, list[str]], batch_idx: int) -> torch.Tensor:
         images, prompts = batch  # (B, 3, H, W) in [-1, 1], B prompts
