@@ -14,12 +14,18 @@ AttnProcessor2_0) for both.
     python benchmarks/sampler_speed.py --small           # CPU smoke run (< 60 s)
 
 On a CPU the ratio's floor is about 1.5 (three UNet evaluations per step against two).
+
+The same run also times DiSC-DS with its guidance diagnostics recorded (``GuidanceTrace``, what
+the generation stage does by default), alternating the two calls (untraced, traced, untraced,
+...): ``diagnostics_overhead`` is the median over the pairs of traced / untraced seconds (target
+<= 1.02), so that drifts of the machine's speed hit both alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -42,7 +48,7 @@ from lightning_modules.diffusion import (
     encode_prompts,
 )
 from lightning_modules.diffusion.components import _char_level_clip_tokenizer
-from lightning_modules.sampling import GuidanceConfig, make_generators, sample
+from lightning_modules.sampling import GuidanceConfig, GuidanceTrace, make_generators, sample
 
 PROMPTS = ("A photo of garlic bread, a type of food.", "A photo of ramen, a type of food.")
 NEGATIVES = ("A photo of french toast, a type of food.", "A photo of pho, a type of food.")
@@ -66,6 +72,8 @@ class Result:
     diffusers_cfg_s_per_image: float
     disc_ds_s_per_image: float
     ratio: float
+    disc_ds_traced_s_per_image: float
+    diagnostics_overhead: float
 
 
 def build_components(small: bool, device: torch.device, dtype: torch.dtype) -> DiffusionComponents:
@@ -136,6 +144,27 @@ def seconds_per_image(
     return (time.perf_counter() - start) / (repeats * batch)
 
 
+def alternating(
+    run_a: Callable[[], object], run_b: Callable[[], object], device: torch.device,
+    repeats: int, batch: int,
+) -> tuple[float, float]:
+    """(median seconds per image of ``run_b``, median of the pairwise ratios b / a), the two
+    calls timed alternately (a, b, a, b, ...) after a warm-up of each."""
+    times: dict[int, list[float]] = {0: [], 1: []}
+    run_a(), run_b()
+    for _ in range(repeats):
+        for key, run in ((0, run_a), (1, run_b)):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            run()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[key].append((time.perf_counter() - start) / batch)
+    ratios = [b / a for a, b in zip(times[0], times[1])]
+    return statistics.median(times[1]), statistics.median(ratios)
+
+
 def benchmark(
     small: bool = False,
     steps: int | None = None,
@@ -179,16 +208,22 @@ def benchmark(
     ours = accelerate(components, acceleration)
     guidance = GuidanceConfig(variant="disc_ds", guidance_scale=guidance_scale)
 
-    def run_disc_ds() -> object:
+    def run_disc_ds(record: bool = False) -> object:
         with torch.inference_mode():
             cond = encode_prompts(ours, prompts)
             uncond = encode_prompts(ours, [""])
             neg = encode_prompts(ours, negatives)
-            return sample(ours, cond, uncond, guidance, make_generators(seeds), neg=neg,
-                          scheduler=components.scheduler, num_inference_steps=steps)
+            trace = GuidanceTrace(guidance.ccfg_norm) if record else None
+            images = sample(ours, cond, uncond, guidance, make_generators(seeds), neg=neg,
+                            scheduler=components.scheduler, num_inference_steps=steps,
+                            trace=trace)
+            return images if trace is None else (images, trace.per_image())
 
     baseline = seconds_per_image(run_diffusers, dev, repeats, batch)
     disc_ds = seconds_per_image(run_disc_ds, dev, repeats, batch)
+    traced, overhead = alternating(
+        run_disc_ds, lambda: run_disc_ds(record=True), dev, max(repeats, 5), batch
+    )
     return Result(
         device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         dtype=str(dtype).removeprefix("torch."),
@@ -204,6 +239,8 @@ def benchmark(
         diffusers_cfg_s_per_image=baseline,
         disc_ds_s_per_image=disc_ds,
         ratio=disc_ds / baseline,
+        disc_ds_traced_s_per_image=traced,
+        diagnostics_overhead=overhead,
     )
 
 
@@ -233,7 +270,9 @@ def main(argv: list[str] | None = None) -> Result:
         f"{result.diffusers_cfg_s_per_image:.4f} s/image\n"
         f"  DiSC-DS sample() (3 branches, one batched UNet call): "
         f"{result.disc_ds_s_per_image:.4f} s/image\n"
-        f"  ratio DiSC-DS / diffusers: {result.ratio:.2f}"
+        f"  ratio DiSC-DS / diffusers: {result.ratio:.2f}\n"
+        f"  DiSC-DS with guidance diagnostics recorded: {result.disc_ds_traced_s_per_image:.4f} "
+        f"s/image, overhead {result.diagnostics_overhead:.3f}x"
     )
     print(json.dumps(asdict(result)))
     if args.json:

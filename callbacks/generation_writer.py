@@ -12,6 +12,9 @@ Safe to kill at any point and resumable:
    (``os.replace`` is atomic), so a PNG that exists is complete.
 3. ``teardown``: after a barrier, rank 0 rebuilds ``manifest.jsonl`` from the records embedded in
    the PNGs of the whole request list (atomic write), so the manifest always matches the files.
+   The guidance diagnostics of each image travel the same way (a second text chunk of its PNG)
+   into ``guidance.jsonl`` and ``guidance_summary.json``; their summary goes to the log and, when
+   the run has a logger, to it (``guidance/<field>_median`` per step).
 """
 
 from __future__ import annotations
@@ -30,17 +33,31 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from datamodules.generation import GenerationRequest, GenerationRequests
-from datamodules.manifest import MANIFEST_NAME, ManifestRow, write_manifest
+from datamodules.atomic import atomic_write_text
+from datamodules.manifest import (
+    GUIDANCE_SUMMARY_NAME,
+    MANIFEST_NAME,
+    ManifestRow,
+    write_guidance,
+    write_manifest,
+)
+from lightning_modules.sampling.diagnostics import summarize, summary_line
 
 RECORD_KEY = "generation"
+GUIDANCE_KEY = "guidance"
 TMP_SUFFIX = ".tmp"
 
 
-def write_png(path: Path, image: torch.Tensor, row: ManifestRow) -> None:
-    """Write a (3, H, W) image in [0, 1] as PNG with ``row`` as text metadata, atomically."""
+def write_png(
+    path: Path, image: torch.Tensor, row: ManifestRow, guidance: dict | None = None
+) -> None:
+    """Write a (3, H, W) image in [0, 1] as PNG with ``row`` (and the image's guidance
+    diagnostics) as text metadata, atomically."""
     array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     info = PngInfo()
     info.add_text(RECORD_KEY, row.to_json())
+    if guidance is not None:
+        info.add_text(GUIDANCE_KEY, json.dumps(guidance))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
     with open(tmp, "wb") as f:
@@ -63,6 +80,16 @@ def read_record(path: Path, decode: bool = False) -> ManifestRow | None:
             text = image.info.get(RECORD_KEY)
         return None if text is None else ManifestRow(**json.loads(text))
     except (OSError, SyntaxError, ValueError, TypeError):
+        return None
+
+
+def read_png_guidance(path: Path) -> dict | None:
+    """The guidance diagnostics stored in a PNG, or None."""
+    try:
+        with Image.open(path) as image:
+            text = image.info.get(GUIDANCE_KEY)
+        return None if text is None else json.loads(text)
+    except (OSError, SyntaxError, ValueError):
         return None
 
 
@@ -213,8 +240,9 @@ class GenerationWriter(BasePredictionWriter):
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ) -> None:
-        for image, row in zip(prediction.images, prediction.rows):
-            write_png(self.root / row.path, image, row)
+        guidance = prediction.guidance or [None] * len(prediction.rows)
+        for image, row, record in zip(prediction.images, prediction.rows, guidance):
+            write_png(self.root / row.path, image, row, record)
         self._written += len(prediction.rows)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -228,12 +256,33 @@ class GenerationWriter(BasePredictionWriter):
         trainer.strategy.barrier("generation_writer_manifest")
         if trainer.is_global_zero:
             self.rebuild_manifest(trainer.datamodule.all_requests)
+            summary = self.rebuild_guidance(trainer.datamodule.all_requests)
+            if summary is not None:
+                _log_guidance(trainer, summary)
         if written:
             rank_zero_info(
                 f"generation: {written} images in {seconds:.1f} s "
                 f"({written / max(seconds, 1e-9):.2f} images/s)"
             )
         trainer.strategy.barrier("generation_writer_done")
+
+    def rebuild_guidance(self, requests: Sequence[GenerationRequest]) -> dict | None:
+        """Rewrite ``guidance.jsonl`` and ``guidance_summary.json`` from the PNGs' diagnostics;
+        returns the summary (None when no image carries diagnostics)."""
+        records = []
+        for request in requests:
+            path = self.root / request.relative_path
+            row, guidance = read_record(path), read_png_guidance(path)
+            if row is not None and guidance is not None:
+                records.append({"path": row.path, "sampler": row.sampler, **guidance})
+        if not records:
+            return None
+        write_guidance(self.root, records)
+        summary = {"sampler": records[0]["sampler"], "unit": "per image",
+                   **summarize(records)}
+        atomic_write_text(self.root / GUIDANCE_SUMMARY_NAME, json.dumps(summary, indent=1))
+        rank_zero_info(f"generation: guidance ({summary['sampler']}) {summary_line(summary)}")
+        return summary
 
     def rebuild_manifest(self, requests: Sequence[GenerationRequest]) -> Path:
         """Rewrite ``manifest.jsonl`` from the PNG records of ``requests`` (in request order)."""
@@ -251,3 +300,13 @@ class GenerationWriter(BasePredictionWriter):
         else:
             rank_zero_info(message)
         return path
+
+
+def _log_guidance(trainer: L.Trainer, summary: dict) -> None:
+    """Per-step medians of the coefficients to the run's loggers (W&B: one chart per field)."""
+    for logger in trainer.loggers:
+        for step in range(summary["steps"]):
+            metrics = {f"guidance/{name}": summary[name][step]
+                       for name in ("coef_pos_median", "coef_neg_median", "gamma")
+                       if summary.get(name) is not None}
+            logger.log_metrics(metrics, step=step)

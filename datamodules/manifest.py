@@ -8,6 +8,11 @@ One JSON object per line and per image::
 
 ``path`` is relative to the manifest's directory. The generation stage writes it (callbacks) and
 the mixing datamodule and the FID evaluation read it; both go through this module.
+
+Beside it, ``guidance.jsonl`` holds one row per image with what the guidance did at every sampler
+step (``{"path": ..., "sampler": ..., "gamma": [...], "coef_neg": [...], ...}``, fields in
+:mod:`lightning_modules.sampling.diagnostics`), and ``guidance_summary.json`` their per-step
+quantiles over the set.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from pathlib import Path
 from datamodules.atomic import atomic_open
 
 MANIFEST_NAME = "manifest.jsonl"
+GUIDANCE_NAME = "guidance.jsonl"
+GUIDANCE_SUMMARY_NAME = "guidance_summary.json"
 
 
 class ManifestError(ValueError):
@@ -110,3 +117,24 @@ def write_manifest(manifest: str | Path, rows: Iterable[ManifestRow]) -> Path:
         for row in rows:
             f.write(row.to_json() + "\n")
     return path
+
+
+def write_guidance(directory: str | Path, records: Iterable[dict]) -> Path:
+    """Write ``guidance.jsonl`` (one JSON object per image) atomically."""
+    path = Path(directory) / GUIDANCE_NAME
+    with atomic_open(path) as f:
+        for record in records:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+    return path
+
+
+def read_guidance(directory: str | Path) -> list[dict]:
+    """The rows of a set's ``guidance.jsonl`` (``directory``: the set, or its manifest)."""
+    path = Path(directory)
+    path = (path.parent if path.is_file() else path) / GUIDANCE_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"guidance diagnostics not found: {path} (generated with record_guidance: false, or "
+            "before diagnostics existed)"
+        )
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

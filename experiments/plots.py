@@ -10,6 +10,9 @@ Whatever is present is drawn (matplotlib, Agg):
 - ``per_class_accuracy_<stage>.csv`` (classifier runs) -> bar chart, head and tail coloured;
 - ``similarity.csv`` (DiSC-DS negatives) -> the confusing-class similarity heatmap;
 - ``fid.csv`` (``evaluate-synthetic``) -> per-class FID bars;
+- ``guidance_summary.json`` (generation) -> the effective coefficients of the positive and the
+  negative direction against the sampler step, one line per synthetic set (median over the
+  images, 10-90 % band);
 - a manifest and ``data`` -> per-class sample grids, real images next to synthetic ones;
 - ... and ``extractor`` -> t-SNE of real and synthetic features for class pairs (the DiSC-DS
   paper's Figure 4), each class's Inception Score (with that extractor) in the legend.
@@ -20,6 +23,7 @@ Each PNG is also logged as a W&B image when a W&B run is active.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +38,7 @@ from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
 from datamodules.dataset import load_rgb  # noqa: E402
 from datamodules.layout import Sample  # noqa: E402
 from datamodules.long_tailed import LongTailDataModule  # noqa: E402
-from datamodules.manifest import MANIFEST_NAME, read_manifest  # noqa: E402
+from datamodules.manifest import GUIDANCE_SUMMARY_NAME, MANIFEST_NAME, read_manifest  # noqa: E402
 from lightning_modules.image_metrics import (  # noqa: E402
     MetricFeatures,
     extract_features,
@@ -135,6 +139,29 @@ def plot_per_class_fid(csv_path: str | Path, out_path: str | Path) -> Path:
 
 
 # ---- images -------------------------------------------------------------------------------------
+def plot_guidance(summaries: dict[str, dict], out_path: str | Path) -> Path:
+    """Coefficient of (eps_pos - eps_u) and of (eps_neg - eps_u) against the step, per set."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+    for label, summary in summaries.items():
+        steps = np.arange(summary["steps"])
+        for ax, name in zip(axes, ("coef_pos", "coef_neg")):
+            median = summary.get(f"{name}_median")
+            if median is None:
+                continue
+            (line,) = ax.plot(steps, median, marker=".", label=f"{label} ({summary['sampler']})")
+            ax.fill_between(steps, summary[f"{name}_p10"], summary[f"{name}_p90"],
+                            color=line.get_color(), alpha=0.15)
+    titles = ("positive direction: coef of (eps_pos - eps_u)",
+              "negative direction: coef of (eps_neg - eps_u)")
+    for ax, title in zip(axes, titles):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("sampler step (0 = first, noisiest)")
+        ax.axhline(0.0, color="grey", lw=0.6)
+    axes[0].set_ylabel("effective coefficient (median, 10-90 %)")
+    axes[0].legend(fontsize=7)
+    return _save(fig, Path(out_path))
+
+
 def plot_sample_grid(
     real: Sequence[Sample], synthetic: Sequence[Sample], class_names: Sequence[str],
     out_path: str | Path, per_class: int = 4, classes: Sequence[int] | None = None,
@@ -288,6 +315,10 @@ def render_plots(
         written.append(plot_similarity(path, out / f"similarity_{path.parent.name}.png"))
     for path in sorted(root.rglob("fid.csv")):
         written.append(plot_per_class_fid(path, out / f"fid_{path.parent.name}.png"))
+    guidance = {str(p.parent.relative_to(root)) or root.name: json.loads(p.read_text())
+                for p in sorted(root.rglob(GUIDANCE_SUMMARY_NAME))}
+    if guidance:
+        written.append(plot_guidance(guidance, out / "guidance_coefficients.png"))
 
     if manifest is None:
         found = sorted(root.rglob(MANIFEST_NAME))

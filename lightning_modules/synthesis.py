@@ -27,7 +27,7 @@ from lightning_modules.diffusion import (
     encode_prompts,
     resolve_components,
 )
-from lightning_modules.sampling import GuidanceConfig, make_generators, sample
+from lightning_modules.sampling import GuidanceConfig, GuidanceTrace, make_generators, sample
 
 
 @dataclass
@@ -37,10 +37,13 @@ class SynthesisOutput:
     Attributes:
         images: (B, 3, H, W) float32 in [0, 1], on the CPU.
         rows: The generation records; ``rows[b].path`` is relative to the output directory.
+        guidance: Per image, what the guidance did at every step
+            (:meth:`~lightning_modules.sampling.GuidanceTrace.per_image`), or None.
     """
 
     images: Tensor
     rows: list[ManifestRow]
+    guidance: list[dict] | None = None
 
 
 class Synthesizer(L.LightningModule):
@@ -56,6 +59,9 @@ class Synthesizer(L.LightningModule):
             run); requests without one are generated from pure noise with all N steps.
         acceleration: Sampling speed-ups of the UNet (channels_last, fused QKV, torch.compile),
             applied to a copy made when prediction starts, on the Trainer's device and dtype.
+        record_guidance: Record the guidance diagnostics of every image and step (gamma,
+            tau_hat, squared norms, CCFG weights, effective coefficients); the generation writer
+            keeps them in ``guidance.jsonl`` beside the manifest.
         dataset_info: Linked from the datamodule (unused; accepted like every project module).
     """
 
@@ -67,6 +73,7 @@ class Synthesizer(L.LightningModule):
         num_inference_steps: int = 50,
         strength: float = 1.0,
         acceleration: Acceleration = Acceleration(),
+        record_guidance: bool = True,
         dataset_info: DatasetInfo | None = None,
     ) -> None:
         super().__init__()
@@ -93,6 +100,7 @@ class Synthesizer(L.LightningModule):
         self.num_inference_steps = num_inference_steps
         self.strength = strength
         self.acceleration = acceleration
+        self.record_guidance = record_guidance
         self._sampling: DiffusionComponents | None = None  # built in on_predict_start
 
     def on_predict_start(self) -> None:
@@ -141,6 +149,7 @@ class Synthesizer(L.LightningModule):
                 )
             neg = encode_prompts(components, [r.negative_prompt for r in requests])
         strength = self.strength if init_images is not None else 1.0
+        trace = GuidanceTrace(self.guidance.ccfg_norm) if self.record_guidance else None
         images = sample(
             components,
             cond,
@@ -152,9 +161,11 @@ class Synthesizer(L.LightningModule):
             num_inference_steps=self.num_inference_steps,
             init_images=init_images,
             strength=strength,
+            trace=trace,
         ).cpu()
         params = self.params(strength, images.shape[-2], images.shape[-1])
-        return SynthesisOutput(images, [self.manifest_row(r, params) for r in requests])
+        rows = [self.manifest_row(r, params) for r in requests]
+        return SynthesisOutput(images, rows, None if trace is None else trace.per_image())
 
     def manifest_row(self, request: GenerationRequest, params: dict) -> ManifestRow:
         """The record stored with the image of ``request`` (``params``: :meth:`params`)."""

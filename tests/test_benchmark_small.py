@@ -22,3 +22,5 @@ def test_benchmark_small(tmp_path, capsys, monkeypatch):
     assert json.loads(out.read_text())["ratio"] == result.ratio
     printed = capsys.readouterr().out
     assert "s/image" in printed and "ratio DiSC-DS / diffusers" in printed
+    assert result.disc_ds_traced_s_per_image > 0 and result.diagnostics_overhead > 0
+    assert "diagnostics recorded" in printed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightning as L
@@ -9,7 +10,7 @@ import pytest
 
 from callbacks.generation_writer import ChangedSettingsError, GenerationWriter, read_record
 from datamodules.generation import GenerationRequests
-from datamodules.manifest import read_manifest
+from datamodules.manifest import read_guidance, read_manifest
 from lightning_modules.diffusion import TinyDiffusionConfig
 from lightning_modules.sampling import GuidanceConfig
 from lightning_modules.synthesis import Synthesizer
@@ -59,6 +60,17 @@ def test_images_records_and_manifest(single_process, tiny_datamodule, tmp_path):
     record = read_record(out / rows[0].row.path)
     assert record == rows[0].row and record.sampler == "cads"
     assert record.params["num_inference_steps"] == 2 and record.params["strength"] == 0.8
+    assert record.params["ccfg_norm"] == "sum"
+
+    # guidance diagnostics of every image beside the manifest, in request order, and summarised
+    guidance = read_guidance(out)
+    assert [g["path"] for g in guidance] == [s.row.path for s in rows]
+    first = guidance[0]
+    assert len(first["gamma"]) == int(2 * 0.8) == len(first["coef_pos"])  # steps run
+    assert first["coef_pos"] == [2.0] and first["coef_neg"] == [0.0] and first["w_neg"] is None
+    summary = json.loads((out / "guidance_summary.json").read_text())
+    assert summary["sampler"] == "cads" and summary["images"] == 10 and summary["steps"] == 1
+    assert summary["coef_pos_median"] == [2.0] and summary["w_neg_median"] is None
 
 
 def test_resume_regenerates_only_missing(single_process, tiny_datamodule, tmp_path):

@@ -149,15 +149,51 @@ def test_guide_dispatch() -> None:
     u = _eps(0)
     pos, neg = u + _eps(1, scale=0.05), u + _eps(2, scale=0.05)  # l ~ 0.5: weights not saturated
     cfg = cfg_combine(u, pos, W)
-    assert torch.equal(guide(GuidanceConfig(variant="cfg"), u, pos, None, 0.3), cfg)
-    assert torch.equal(guide(GuidanceConfig(variant="cads"), u, pos, None, 0.3), cfg)
-    ccfg = guide(GuidanceConfig(variant="ccfg", alpha=0.1), u, pos, neg, 0.3)
+    assert torch.equal(guide(GuidanceConfig(variant="cfg"), u, pos, None, 0.3).eps, cfg)
+    assert torch.equal(guide(GuidanceConfig(variant="cads"), u, pos, None, 0.3).eps, cfg)
+    ccfg = guide(GuidanceConfig(variant="ccfg", alpha=0.1), u, pos, neg, 0.3).eps
     assert torch.equal(ccfg, ccfg_combine(u, pos, neg, W, 0.8))  # alpha ignored
-    fixed = guide(GuidanceConfig(variant="disc_ds_fixed_tau"), u, pos, neg, 0.3)
+    fixed = guide(GuidanceConfig(variant="disc_ds_fixed_tau"), u, pos, neg, 0.3).eps
     assert torch.equal(fixed, disc_ds_combine(u, pos, neg, W, 0.8, 0.8, gamma=None))
-    dynamic = guide(GuidanceConfig(variant="disc_ds"), u, pos, neg, 0.3)
+    dynamic = guide(GuidanceConfig(variant="disc_ds"), u, pos, neg, 0.3).eps
     assert torch.equal(dynamic, disc_ds_combine(u, pos, neg, W, 0.8, 0.8, gamma=0.3))
     assert not torch.equal(dynamic, fixed)
+    mean = guide(GuidanceConfig(variant="ccfg", ccfg_norm="mean"), u, pos, neg, 0.3).eps
+    assert torch.equal(mean, ccfg_combine(u, pos, neg, W, 0.8, norm="mean"))
+    assert not torch.equal(mean, ccfg)
+
+
+@pytest.mark.parametrize("variant", ["cfg", "cads", "ccfg", "disc_ds", "disc_ds_fixed_tau"])
+def test_guided_coefficients_rebuild_the_eps(variant: str) -> None:
+    """eps = eps_u + coef_pos (eps_pos - eps_u) + coef_neg (eps_neg - eps_u) for every variant,
+    and the recorded CCFG weights are ccfg_weights' on the same predictions."""
+    u = _eps(0)
+    pos, neg = u + _eps(1, scale=0.05), u + _eps(2, scale=0.05)
+    config = GuidanceConfig(variant=variant)
+    guided = guide(config, u, pos, neg if config.uses_negative else None, 0.3)
+    view = (-1, 1, 1, 1)
+    rebuilt = u + guided.coef_pos.view(view) * (pos - u) + guided.coef_neg.view(view) * (neg - u)
+    torch.testing.assert_close(guided.eps, rebuilt)
+    if not config.uses_negative:
+        assert guided.w_neg is None and torch.all(guided.coef_neg == 0)
+        return
+    tau_hat = dynamic_tau(0.8, 0.3) if variant == "disc_ds" else 0.8
+    assert guided.tau_hat == tau_hat
+    w_pos, w_neg = ccfg_weights(u, pos, neg, W, tau_hat)
+    assert torch.equal(guided.w_pos, w_pos) and torch.equal(guided.w_neg, w_neg)
+    share = 1.0 if variant == "ccfg" else 1 - 0.8  # pure CCFG, or (1 - alpha) of DiSC-DS
+    torch.testing.assert_close(guided.coef_neg, share * w_neg)
+
+
+def test_ccfg_norm_mean_is_sum_over_the_element_count() -> None:
+    u = _eps(0)
+    neg = u + _eps(2, scale=0.05)
+    elements = u[0].numel()
+    w_sum = ccfg_weights(u, u, neg, W, tau=0.8 / elements, norm="sum")
+    w_mean = ccfg_weights(u, u, neg, W, tau=0.8, norm="mean")
+    torch.testing.assert_close(w_sum, w_mean)
+    with pytest.raises(ValueError, match="norm reduction must be one of"):
+        ccfg_weights(u, u, neg, W, tau=0.8, norm="max")
 
 
 def test_branch_conditions() -> None:
@@ -187,6 +223,7 @@ def test_branch_conditions() -> None:
         ({"tau": -0.2}, "tau must be"),
         ({"clock": "wall"}, "clock"),
         ({"anneal_negative": 1}, "anneal_negative must be a bool"),
+        ({"ccfg_norm": "l1"}, "ccfg_norm must be one of"),
     ],
 )
 def test_guidance_config_validation(kwargs: dict, message: str) -> None:

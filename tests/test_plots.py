@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,13 @@ def _fake_run(run_dir: Path, names: list[str]) -> None:
             sim = [1.0 if i == j else 0.9 if {i, j} == {1, 4} else 0.1 * ((i + j) % 5)
                    for j in range(len(names))]
             writer.writerow([name, *sim])
+    for name, sampler, neg in (("synthetic_cfg", "cfg", None), ("synthetic_disc", "disc_ds", -0.3)):
+        (run_dir / name).mkdir()
+        summary = {"sampler": sampler, "steps": 3, "images": 2}
+        for field, value in (("coef_pos", 2.0), ("coef_neg", neg)):
+            for q in ("median", "p10", "p90"):
+                summary[f"{field}_{q}"] = None if value is None else [value] * 3
+        (run_dir / name / "guidance_summary.json").write_text(json.dumps(summary))
     (run_dir / "eval").mkdir()
     with open(run_dir / "eval" / "fid.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -53,7 +61,7 @@ def test_tables_render_with_only_a_run_dir(tiny_datamodule, tmp_path):
     _fake_run(run, tiny_datamodule.index.class_names)
     paths = CLI(render_plots, args=["--run_dir", str(run)], as_positional=False)
     _assert_pngs(paths, {"per_class_accuracy_test.png", "similarity_negatives.png",
-                         "fid_eval.png"})
+                         "fid_eval.png", "guidance_coefficients.png"})
 
 
 def test_grids_and_tsne_render_from_data_and_a_manifest(
@@ -66,7 +74,8 @@ def test_grids_and_tsne_render_from_data_and_a_manifest(
                          extractor=ResNetFeatures(num_classes=10), num_pairs=1, per_class=2)
     pair = sorted((names[1], names[4]))  # the most similar pair of similarity.csv
     _assert_pngs(paths, {"per_class_accuracy_test.png", "similarity_negatives.png",
-                         "fid_eval.png", "samples_real_vs_synthetic.png",
+                         "fid_eval.png", "guidance_coefficients.png",
+                         "samples_real_vs_synthetic.png",
                          f"tsne_{pair[0]}_vs_{pair[1]}.png"})
 
 

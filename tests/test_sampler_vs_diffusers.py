@@ -223,3 +223,34 @@ def test_load_components_errors(tmp_path: Path) -> None:
     (tmp_path / "partial" / "unet").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match=r"\['text_encoder', 'tokenizer', 'scheduler'\]"):
         load_components(tmp_path / "partial")
+
+
+@pytest.mark.parametrize("variant", ["disc_ds", "ccfg", "cfg"])
+def test_trace_records_the_weights_of_the_branch_predictions(tiny, embeddings, variant) -> None:
+    """The recorded w_pos / w_neg are ccfg_weights of the UNet's own branch outputs, step by
+    step; recording changes no image."""
+    from lightning_modules.sampling import GuidanceTrace, ccfg_weights
+
+    guidance = GuidanceConfig(variant=variant, guidance_scale=2.0, tau=0.8)
+    outputs: list[torch.Tensor] = []
+    hook = tiny.unet.register_forward_hook(lambda m, a, out: outputs.append(out[0].detach()))
+    trace = GuidanceTrace(guidance.ccfg_norm)
+    try:
+        traced = _ours(tiny, embeddings, guidance, SEEDS, num_inference_steps=4, trace=trace)
+    finally:
+        hook.remove()
+    plain = _ours(tiny, embeddings, guidance, SEEDS, num_inference_steps=4)
+    assert torch.equal(traced, plain)
+
+    records = trace.per_image()
+    assert len(records) == 2 and len(records[0]["coef_pos"]) == len(outputs) == 4
+    for step, eps in enumerate(outputs):
+        branches = eps.chunk(guidance.num_branches)
+        if variant == "cfg":
+            assert records[0]["w_neg"] is None and records[1]["coef_pos"][step] == 2.0
+            continue
+        tau_hat = records[0]["tau_hat"][step]
+        w_pos, w_neg = ccfg_weights(*branches, 2.0, tau_hat)
+        for b in range(2):
+            assert records[b]["w_pos"][step] == pytest.approx(float(w_pos[b]), rel=1e-6)
+            assert records[b]["w_neg"][step] == pytest.approx(float(w_neg[b]), rel=1e-6)

@@ -11,7 +11,7 @@ import math
 
 from torch import Tensor
 
-from .ccfg import ccfg_combine
+from .ccfg import NormReduction, ccfg_combine
 from .cfg import cfg_combine
 
 
@@ -33,6 +33,11 @@ def dynamic_tau(tau: float, gamma: float) -> float:
     return tau * math.sqrt(gamma)
 
 
+def disc_ds_mix(eps_cfg: Tensor, eps_ccfg: Tensor, alpha: float) -> Tensor:
+    """eps = alpha * eps_cfg + (1 - alpha) * eps_ccfg, in float32, in ``eps_cfg``'s dtype."""
+    return (alpha * eps_cfg.float() + (1.0 - alpha) * eps_ccfg.float()).to(eps_cfg.dtype)
+
+
 def disc_ds_combine(
     eps_uncond: Tensor,
     eps_pos: Tensor,
@@ -41,6 +46,7 @@ def disc_ds_combine(
     tau: float,
     alpha: float,
     gamma: float | None = None,
+    norm: NormReduction = "sum",
 ) -> Tensor:
     """DiSC-DS guided prediction.
 
@@ -61,11 +67,12 @@ def disc_ds_combine(
         tau: Base temperature.
         alpha: Weight of the CFG term, in [0, 1].
         gamma: CADS gamma(t) for the dynamic temperature, or None for a fixed temperature.
+        norm: CCFG's squared-norm reduction, ``"sum"`` or ``"mean"``.
 
     Returns:
         The guided prediction, same shape and dtype as ``eps_uncond``.
     """
     tau_hat = tau if gamma is None else dynamic_tau(tau, gamma)
     eps_cfg = cfg_combine(eps_uncond, eps_pos, guidance_scale)
-    eps_ccfg = ccfg_combine(eps_uncond, eps_pos, eps_neg, guidance_scale, tau_hat)
-    return (alpha * eps_cfg.float() + (1.0 - alpha) * eps_ccfg.float()).to(eps_uncond.dtype)
+    eps_ccfg = ccfg_combine(eps_uncond, eps_pos, eps_neg, guidance_scale, tau_hat, norm)
+    return disc_ds_mix(eps_cfg, eps_ccfg, alpha)

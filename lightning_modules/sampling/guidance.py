@@ -38,9 +38,15 @@ import torch
 from torch import Tensor
 
 from .cads import anneal_condition
-from .ccfg import ccfg_combine
+from .ccfg import (
+    NORM_REDUCTIONS,
+    NormReduction,
+    ccfg_apply,
+    per_sample_sq_norm,
+    weights_from_norms,
+)
 from .cfg import cfg_combine
-from .disc_ds import disc_ds_combine
+from .disc_ds import disc_ds_mix, dynamic_tau
 from .schedule import Clock
 
 Variant = Literal["cfg", "cads", "ccfg", "disc_ds", "disc_ds_fixed_tau"]
@@ -66,6 +72,9 @@ class GuidanceConfig:
         clock: ``steps`` (t = 1 - i / n_run) or ``absolute`` (t = timestep / T).
         anneal_unconditional: Also anneal the empty-prompt embedding.
         anneal_negative: Also anneal the negative embedding.
+        ccfg_norm: Reduction of CCFG's squared norms ||eps - eps_u||^2 over (C, H, W): ``sum``
+            (the official CCFG code; its size grows with the latent size) or ``mean``. The
+            papers do not say; see docs/guidance.md for what it does to the negative term.
     """
 
     variant: Variant = "disc_ds"
@@ -79,11 +88,16 @@ class GuidanceConfig:
     clock: Clock = "steps"
     anneal_unconditional: bool = False
     anneal_negative: bool = True
+    ccfg_norm: NormReduction = "sum"
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(
                 f"GuidanceConfig.variant must be one of {VARIANTS}, got {self.variant!r}"
+            )
+        if self.ccfg_norm not in NORM_REDUCTIONS:
+            raise ValueError(
+                f"GuidanceConfig.ccfg_norm must be one of {NORM_REDUCTIONS}, got {self.ccfg_norm!r}"
             )
         if self.clock not in CLOCKS:
             raise ValueError(f"GuidanceConfig.clock must be one of {CLOCKS}, got {self.clock!r}")
@@ -176,13 +190,44 @@ def branch_conditions(
     return torch.cat(branches, dim=0)  # (k * B, L, D)
 
 
+@dataclass
+class GuidedPrediction:
+    """One step's guided prediction and the coefficients it applied.
+
+    Every variant's eps has the form (Notation: the module docstring's table)
+
+        eps = eps_u + coef_pos * (eps_pos - eps_u) + coef_neg * (eps_neg - eps_u)
+
+    Attributes:
+        eps: The guided prediction, (B, C, H, W).
+        coef_pos: Effective coefficient of the positive direction, (B,) float32 (CFG: w;
+            DiSC-DS: alpha w + (1 - alpha) w_pos).
+        coef_neg: Effective coefficient of the negative direction, (B,) float32 (0 without a
+            negative branch; DiSC-DS: (1 - alpha) w_neg).
+        tau_hat: The step's CCFG temperature (None without CCFG).
+        w_pos: CCFG's w_pos, (B,) (None without CCFG).
+        w_neg: CCFG's w_neg, (B,) (None without CCFG).
+        sq_pos: ||eps_pos - eps_u||^2 in ``ccfg_norm``, (B,), where CCFG computed it.
+        sq_neg: ||eps_neg - eps_u||^2 in ``ccfg_norm``, (B,), where CCFG computed it.
+    """
+
+    eps: Tensor
+    coef_pos: Tensor
+    coef_neg: Tensor
+    tau_hat: float | None = None
+    w_pos: Tensor | None = None
+    w_neg: Tensor | None = None
+    sq_pos: Tensor | None = None
+    sq_neg: Tensor | None = None
+
+
 def guide(
     config: GuidanceConfig,
     eps_uncond: Tensor,
     eps_pos: Tensor,
     eps_neg: Tensor | None,
     gamma: float,
-) -> Tensor:
+) -> GuidedPrediction:
     """Turn the branch predictions of one step into one noise prediction.
 
     Args:
@@ -193,16 +238,27 @@ def guide(
         gamma: CADS gamma(t) of this step (DiSC-DS's dynamic temperature).
 
     Returns:
-        The guided eps, (B, C, H, W).
+        The guided eps (``.eps``, (B, C, H, W)) and the coefficients it applied.
     """
     w = config.guidance_scale
+    batch = (eps_uncond.shape[0],)
+    device = eps_uncond.device
     if config.variant in ("cfg", "cads"):
-        return cfg_combine(eps_uncond, eps_pos, w)
+        eps = cfg_combine(eps_uncond, eps_pos, w)
+        return GuidedPrediction(
+            eps, torch.full(batch, float(w), device=device), torch.zeros(batch, device=device)
+        )
     if eps_neg is None:
         raise ValueError(f"guidance variant {config.variant!r} needs eps_neg, got None")
+    tau_hat = dynamic_tau(config.tau, gamma) if config.variant == "disc_ds" else config.tau
+    sq_pos = per_sample_sq_norm(eps_pos - eps_uncond, config.ccfg_norm)  # (B,)
+    sq_neg = per_sample_sq_norm(eps_neg - eps_uncond, config.ccfg_norm)  # (B,)
+    w_pos, w_neg = weights_from_norms(sq_pos, sq_neg, w, tau_hat)
+    eps_ccfg = ccfg_apply(eps_uncond, eps_pos, eps_neg, w_pos, w_neg)
     if config.variant == "ccfg":
-        return ccfg_combine(eps_uncond, eps_pos, eps_neg, w, config.tau)
-    dynamic_gamma = gamma if config.variant == "disc_ds" else None
-    return disc_ds_combine(
-        eps_uncond, eps_pos, eps_neg, w, config.tau, config.alpha, gamma=dynamic_gamma
-    )
+        eps, coef_pos, coef_neg = eps_ccfg, w_pos, w_neg
+    else:
+        a = config.alpha
+        eps = disc_ds_mix(cfg_combine(eps_uncond, eps_pos, w), eps_ccfg, a)
+        coef_pos, coef_neg = a * w + (1.0 - a) * w_pos, (1.0 - a) * w_neg
+    return GuidedPrediction(eps, coef_pos, coef_neg, tau_hat, w_pos, w_neg, sq_pos, sq_neg)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .cads import randn_per_sample
+from .diagnostics import GuidanceTrace
 from .guidance import GuidanceConfig, branch_conditions, guide
 from .schedule import annealing_time, cads_gamma
 
@@ -93,6 +94,7 @@ def sample(
     strength: float = 1.0,
     height: int | None = None,
     width: int | None = None,
+    trace: GuidanceTrace | None = None,
 ) -> Tensor:
     """Generate images with guidance, from pure noise or from init images (img2img).
 
@@ -111,6 +113,8 @@ def sample(
         strength: img2img strength: int(N * strength) of the N steps run (diffusers semantics).
         height: Image height for text-to-image; default UNet sample size x VAE scale factor.
         width: Image width, likewise.
+        trace: Records what the guidance did at every step, per image (see
+            :mod:`~lightning_modules.sampling.diagnostics`); ``None``: nothing is recorded.
 
     Returns:
         Images (B, 3, H, W) in [0, 1], float32, on the UNet's device.
@@ -176,8 +180,10 @@ def sample(
         eps = unet(model_input, t, encoder_hidden_states=embeddings, return_dict=False)[0]
         eps_branches = eps.chunk(k)  # k x (B, C, h, w): u, pos[, neg]
         eps_neg = eps_branches[2] if k == 3 else None
-        eps = guide(guidance, eps_branches[0], eps_branches[1], eps_neg, gamma)
-        latents = scheduler.step(eps, t, latents, **step_kwargs, return_dict=False)[0]
+        guided = guide(guidance, eps_branches[0], eps_branches[1], eps_neg, gamma)
+        if trace is not None:
+            trace.record(host_timesteps[i], gamma, guided, eps_branches[0], eps_branches[1], eps_neg)
+        latents = scheduler.step(guided.eps, t, latents, **step_kwargs, return_dict=False)[0]
 
     # 5. Decode to [0, 1].
     images = latents if vae is None else vae.decode(latents / vae.config.scaling_factor).sample
