@@ -63,7 +63,7 @@ class SubclassGenerationRequests(GenerationRequests):
         self.subclass_seed = subclass_seed
         self._sizes: dict[str, Counter] | None = None
 
-    def class_prompts(self, label: int, class_name: str, count: int) -> list[str]:
+    def class_subclasses(self, label: int, class_name: str, count: int) -> list[int | None]:
         if self._sizes is None:
             self._sizes = subclass_sizes(self.subclasses_csv, self.real.index.train)
         sizes = self._sizes.get(class_name)
@@ -72,6 +72,10 @@ class SubclassGenerationRequests(GenerationRequests):
         ids = sorted(sizes)
         weights = [sizes[k] if self.subclass_sampling == "proportional" else 1 for k in ids]
         rng = random.Random(self.subclass_seed * 1_000_003 + label)
-        drawn = rng.choices(ids, weights=weights, k=count)
+        return list(rng.choices(ids, weights=weights, k=count))
+
+    def class_prompts(
+        self, label: int, class_name: str, subclasses: list[int | None]
+    ) -> list[str]:
         name = class_name.replace("_", " ")
-        return [self.prompt_template.format(class_name=name, subclass=k) for k in drawn]
+        return [self.prompt_template.format(class_name=name, subclass=k) for k in subclasses]

@@ -45,6 +45,7 @@ class GenerationRequest:
         negative_class_name: Confusing class c-, or None.
         negative_prompt: Prompt of c-, or None.
         source_image: Real image to start from (img2img), or None for pure noise.
+        subclass: The sub-class the prompt names (ClusDiff), or None.
     """
 
     index: int
@@ -55,6 +56,7 @@ class GenerationRequest:
     negative_class_name: str | None = None
     negative_prompt: str | None = None
     source_image: str | None = None
+    subclass: int | None = None
 
     @property
     def relative_path(self) -> str:
@@ -221,12 +223,18 @@ class GenerationRequests(L.LightningDataModule):
         target = max(counts) if self.target is None else self.target
         return [max(target - count, 0) for count in counts]
 
-    def class_prompts(self, label: int, class_name: str, count: int) -> list[str]:
-        """The positive prompts of a class's ``count`` requests.
+    def class_subclasses(self, label: int, class_name: str, count: int) -> list[int | None]:
+        """The sub-class of each of a class's ``count`` requests (None: no sub-class).
 
-        The hook for per-request prompts: ClusDiff overrides it to draw sub-class prompts.
+        The hook for sub-class conditioning: ClusDiff overrides it to draw sub-classes.
         """
-        return [render_prompt(self.prompt_template, class_name)] * count
+        return [None] * count
+
+    def class_prompts(
+        self, label: int, class_name: str, subclasses: list[int | None]
+    ) -> list[str]:
+        """The positive prompt of each request of a class (one per entry of ``subclasses``)."""
+        return [render_prompt(self.prompt_template, class_name)] * len(subclasses)
 
     def build_requests(self) -> list[GenerationRequest]:
         """The full, deterministic request list (the same on every rank)."""
@@ -239,11 +247,15 @@ class GenerationRequests(L.LightningDataModule):
             sources.setdefault(sample.label, []).append(sample.path)
         requests: list[GenerationRequest] = []
         for label, (name, count) in enumerate(zip(info.class_names, self.counts_to_generate())):
-            prompts = self.class_prompts(label, name, count)
-            if len(prompts) != count:
-                raise ValueError(f"class_prompts gave {len(prompts)} prompts for {count} requests")
+            subclasses = self.class_subclasses(label, name, count)
+            prompts = self.class_prompts(label, name, subclasses)
+            if len(prompts) != count or len(subclasses) != count:
+                raise ValueError(
+                    f"class_prompts / class_subclasses gave {len(prompts)} / {len(subclasses)} "
+                    f"entries for {count} requests"
+                )
             negative = negatives[name] if negatives is not None else None
-            for k, prompt in enumerate(prompts):
+            for k, (prompt, subclass) in enumerate(zip(prompts, subclasses)):
                 index = len(requests)
                 requests.append(
                     GenerationRequest(
@@ -260,6 +272,7 @@ class GenerationRequests(L.LightningDataModule):
                         source_image=(
                             sources[label][k % len(sources[label])] if self.from_real else None
                         ),
+                        subclass=subclass,
                     )
                 )
         return requests

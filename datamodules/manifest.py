@@ -47,6 +47,7 @@ class ManifestRow:
     params: dict = field(default_factory=dict)
     model: str = ""
     prompt: str = ""
+    subclass: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

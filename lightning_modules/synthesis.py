@@ -182,6 +182,7 @@ class Synthesizer(L.LightningModule):
             params=params,
             model=self.model_name,
             prompt=request.prompt,
+            subclass=request.subclass,
         )
 
     def expected_row(self, request: GenerationRequest, source_image_size: int) -> ManifestRow:

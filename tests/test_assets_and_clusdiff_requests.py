@@ -45,6 +45,8 @@ def test_subclass_prompts_follow_the_subclass_mix(tiny_datamodule, tmp_path):
     assert set(counts) == {"0", "1"}
     assert counts["0"] / 400 == pytest.approx(0.75, abs=0.07)
     assert prompts[0].startswith("A photo of garlic bread, style ")
+    first = requests.all_requests[0]
+    assert first.prompt == f"A photo of garlic bread, style {first.subclass}, a type of food."
 
     uniform = SubclassGenerationRequests(
         subclasses_csv=str(csv_path), real=tiny_datamodule, per_class=400, from_real=False,

@@ -83,13 +83,17 @@ def test_skip_and_batches(tiny_datamodule):
 
 def test_prompt_hook(tiny_datamodule):
     class StylePrompts(GenerationRequests):
-        def class_prompts(self, label, class_name, count):
-            return [f"a photo of {class_name}, style {k}" for k in range(count)]
+        def class_subclasses(self, label, class_name, count):
+            return list(range(count))
+
+        def class_prompts(self, label, class_name, subclasses):
+            return [f"a photo of {class_name}, style {k}" for k in subclasses]
 
     requests = StylePrompts(tiny_datamodule, per_class=2).all_requests
     assert [r.prompt for r in requests[:2]] == [
         "a photo of garlic_bread, style 0", "a photo of garlic_bread, style 1"
     ]
+    assert [r.subclass for r in requests[:2]] == [0, 1]
 
 
 def test_errors_name_the_argument(tiny_datamodule):
