@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from safetensors.torch import load_file, save_file
 
+from datamodules.info import PlantedTruth
 from datamodules.atomic import atomic_open, atomic_write_text
 from lightning_modules.clustering import AriReport, adjusted_rand_per_class, cluster_class
 
@@ -185,10 +186,9 @@ class SubclassWriter(BasePredictionWriter):
         subclass: np.ndarray,
         paths: list[str],
     ) -> AriReport | None:
-        planted_fn = getattr(trainer.datamodule, "planted_submodes", None)
-        if planted_fn is None:
+        if not isinstance(trainer.datamodule, PlantedTruth):
             return None
-        planted = planted_fn()
+        planted = trainer.datamodule.planted_submodes()
         keys = [f"{Path(p).parent.name}/{Path(p).stem}" for p in paths]
         missing = [k for k in keys if k not in planted]
         if missing:

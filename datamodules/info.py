@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 
 @dataclass
@@ -50,3 +51,16 @@ class DatasetInfo:
     @property
     def num_head(self) -> int:
         return sum(self.head_mask)
+
+
+@runtime_checkable
+class PlantedTruth(Protocol):
+    """A dataset that knows what was planted in it (the embedded dataset): each image's sub-mode
+    and the class pairs built to be confusable. Real datasets have neither, and the figures that
+    need them are left out, never faked."""
+
+    def planted_submodes(self) -> dict[str, str]:
+        """``"class/id"`` -> planted sub-mode name, for every image."""
+
+    def confusable_pairs(self) -> list[tuple[str, str]]:
+        """The planted confusable class pairs."""

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from datamodules.info import PlantedTruth
 from datamodules.atomic import atomic_open, atomic_write_text
 from datamodules.long_tailed import LongTailDataModule
 
@@ -183,7 +184,7 @@ def select_negatives(
         negatives={name: class_names[j] for name, j in zip(class_names, picks)},
         similarity=similarity.tolist(),
     )
-    if data is not None and hasattr(data, "confusable_pairs"):
+    if isinstance(data, PlantedTruth):
         result.planted_pairs = [tuple(p) for p in data.confusable_pairs()]
         result.recovered_pairs = recovered(result.negatives, result.planted_pairs)
     write_outputs(Path(output_dir), result)

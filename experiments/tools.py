@@ -12,6 +12,7 @@ TOOLS: dict[str, str] = {
     "trial": "experiments.sweep:trial",
     "sweep": "experiments.sweep:run_offline_sweep",
     "evaluate-synthetic": "experiments.evaluate_synthetic:evaluate_synthetic",
+    "judge": "experiments.judge:judge_sets",
     "plots": "experiments.plots:render_plots",
     "negatives": "experiments.negatives:select_negatives",
     "checksum": "experiments.assets:checksum",

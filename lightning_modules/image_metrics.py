@@ -51,10 +51,12 @@ ALL = "all"  # the group of every class in per-class statistics
 @dataclass
 class MetricFeaturesOutput:
     """What one forward pass of an extractor gives: ``features`` (B, D) for FID, ``logits``
-    (B, K) for IS."""
+    (B, K) for IS (and class figures of a judge), and for a judge that knows the planted
+    sub-modes their logits ``submode_logits`` (B, U) (None otherwise)."""
 
     features: Tensor
     logits: Tensor
+    submode_logits: Tensor | None = None
 
 
 class MetricFeatures(nn.Module):

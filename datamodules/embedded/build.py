@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -35,6 +36,7 @@ from datamodules.long_tail import exponential_counts
 
 FORMAT_VERSION = 3
 SPLITS = ("train", "test", "pretrain")
+JPEG_QUALITY = 95
 
 
 @dataclass(frozen=True)
@@ -147,10 +149,15 @@ def _draw_image(
     weights = np.array([m.weight for m in dish.submodes])
     submode = dish.submodes[rng.choice(len(weights), p=weights / weights.sum())]
     pixels = render_dish(dish, submode, rng, settings.image_size)
-    Image.fromarray(pixels).save(
-        root / "images" / dish.name / f"{image_id}.jpg", quality=95, subsampling=0
-    )
+    (root / "images" / dish.name / f"{image_id}.jpg").write_bytes(encode_jpeg(pixels))
     return submode.name
+
+
+def encode_jpeg(pixels: np.ndarray) -> bytes:
+    """The dataset's JPEG encoding of a rendered ``(S, S, 3)`` uint8 image."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+    return buffer.getvalue()
 
 
 def read_planted_submodes(root: str | Path) -> dict[str, str]:
