@@ -84,13 +84,12 @@ def recovered(
 def extract_features(
     paths: Sequence[str],
     weights_path: str,
-    small_input_stem: bool,
     image_size: int,
     resize_size: int,
     batch_size: int,
     device: str,
 ) -> Tensor:
-    """ResNet-18 penultimate features (N, 512) of images, eval transforms, no gradients."""
+    """ResNet-18 penultimate features (N, D) of images, eval transforms, no gradients."""
     from torch.utils.data import DataLoader
 
     from datamodules.dataset import ImageListDataset
@@ -98,7 +97,7 @@ def extract_features(
     from datamodules.transforms import eval_transform
     from lightning_modules.feature_extractor import ResNetFeatureExtractor
 
-    extractor = ResNetFeatureExtractor(weights_path, small_input_stem).to(device).eval()
+    extractor = ResNetFeatureExtractor(weights_path).to(device).eval()
     dataset = ImageListDataset(
         [Sample(p, 0) for p in paths], eval_transform(image_size, resize_size)
     )
@@ -135,7 +134,6 @@ def select_negatives(
     weights_path: str,
     output_dir: str,
     data: LongTailDataModule | None = None,
-    small_input_stem: bool = False,
     image_size: int = 224,
     resize_size: int = 256,
     batch_size: int = 64,
@@ -150,7 +148,6 @@ def select_negatives(
         output_dir: Where the CSVs, heatmap and summary go.
         data: The real dataset: fixes the class order, validates the manifest's labels and, for
             the embedded dataset, gives the planted confusable pairs to score against.
-        small_input_stem: Stem variant for a plain weights file (a checkpoint says its own).
         image_size: Eval center-crop size (224 for Food-101; the classifier's input size).
         resize_size: Eval resize of the shorter side before the crop.
         batch_size: Feature-extraction batch size.
@@ -173,7 +170,7 @@ def select_negatives(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     features = extract_features(
-        [s.path for s in samples], weights_path, small_input_stem, image_size, resize_size,
+        [s.path for s in samples], weights_path, image_size, resize_size,
         batch_size, device,
     )
     labels = torch.tensor([s.label for s in samples])

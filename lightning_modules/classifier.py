@@ -29,6 +29,7 @@ class LongTailClassifier(L.LightningModule):
         dataset_info: Class names, training counts and head mask (linked from the datamodule).
         weights_path: Local ResNet-18 weights to start from (``None``: random init).
         small_input_stem: CIFAR-style stem for small images (see :func:`build_resnet18`).
+        width: Channels of the first stage (64: ResNet-18; the embedded dataset uses 32).
         cosine_head: Cosine-similarity final layer (logits in [-1, 1]), which LDAM expects.
         loss: ``class_counts -> loss module``; cross-entropy by default. It gets the counts of
             what training sees (``dataset_info.prior_counts``: real + synthetic when mixed).
@@ -49,6 +50,7 @@ class LongTailClassifier(L.LightningModule):
         dataset_info: DatasetInfo | None = None,
         weights_path: str | None = None,
         small_input_stem: bool = False,
+        width: int = 64,
         cosine_head: bool = False,
         loss: LossFactory = CrossEntropy,
         optimizer: OptimizerCallable = torch.optim.SGD,
@@ -70,7 +72,7 @@ class LongTailClassifier(L.LightningModule):
         self.hparams["dataset_info"] = asdict(dataset_info)
         self.dataset_info = dataset_info
         self.model = build_resnet18(
-            dataset_info.num_classes, weights_path, small_input_stem, cosine_head
+            dataset_info.num_classes, weights_path, small_input_stem, cosine_head, width
         )
         if init_checkpoint is not None:
             load_classifier_checkpoint(self.model, init_checkpoint)
@@ -102,7 +104,7 @@ class LongTailClassifier(L.LightningModule):
         return self.model(self._prepare(images))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Penultimate 512-d features (eval transforms expected), ``(B, 512)``."""
+        """Penultimate features (eval transforms expected), ``(B, 8 * width)``."""
         return penultimate_features(self.model, self._prepare(images))
 
     def on_fit_start(self) -> None:

@@ -37,7 +37,12 @@ from torchvision.transforms.v2 import functional as TF
 from datamodules.dataset import ImageListDataset
 from datamodules.layout import Sample
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
-from lightning_modules.backbone import build_resnet18, penultimate_features, read_state_dict
+from lightning_modules.backbone import (
+    build_resnet18,
+    penultimate_features,
+    read_state_dict,
+    resnet18_for_state,
+)
 
 INCEPTION_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 TORCH_FIDELITY_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's name
@@ -165,7 +170,7 @@ class InceptionFeatures(MetricFeatures):
 
 
 class ResNetFeatures(MetricFeatures):
-    """This project's ResNet-18: penultimate features (512-d) and classifier logits.
+    """This project's ResNet-18: penultimate features (512-d at full width) and class logits.
 
     Metrics computed with it are named ``*_resnet18`` (or ``*_<name>``), never plain FID.
 
@@ -203,20 +208,13 @@ class ResNetFeatures(MetricFeatures):
                 self.model = build_resnet18(num_classes, None, small_input_stem)
             weights = f"random-seed{seed}-classes{num_classes}-small{small_input_stem}"
         else:
-            state = read_state_dict(weights_path)
-            if any(k.startswith("model.") for k in state):
-                state = {k.removeprefix("model."): v for k, v in state.items()
-                         if k.startswith("model.")}
-            if "fc.weight" not in state or "conv1.weight" not in state:
-                raise ValueError(
-                    f"weights_path={weights_path!r}: expected a ResNet-18 state dict with "
-                    "'conv1.weight' and 'fc.weight' (a classifier checkpoint of this project)"
-                )
-            small = state["conv1.weight"].shape[-1] == 3
-            self.model = build_resnet18(state["fc.weight"].shape[0], None, small)
-            self.model.load_state_dict(state)
+            try:
+                self.model = resnet18_for_state(read_state_dict(weights_path))
+            except ValueError as err:
+                raise ValueError(f"weights_path={weights_path!r}: {err}") from None
             weights = _file_sha256(Path(weights_path).expanduser())
         self.model.eval().requires_grad_(False)
+        self.num_features = self.model.fc.in_features
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._identity = f"{name}:{weights}:input{input_size}:imagenet-norm"
@@ -228,7 +226,7 @@ class ResNetFeatures(MetricFeatures):
         if self.input_size is not None:
             images = TF.resize(images, [self.input_size, self.input_size], antialias=True)
         x = (images - self.mean) / self.std
-        features = penultimate_features(self.model, x)  # (B, 512)
+        features = penultimate_features(self.model, x)  # (B, num_features)
         return MetricFeaturesOutput(features.float(), self.model.fc(features).float())
 
 

@@ -34,6 +34,24 @@ def test_cosine_head_resnet_loads_imagenet_shaped_weights(tmp_path):
     assert model(torch.randn(2, 3, 32, 32)).abs().max() <= 1.0 + 1e-6
 
 
+@pytest.mark.parametrize("small_stem,cosine", [(False, False), (True, True)])
+def test_narrow_resnet18_round_trips_through_its_state_dict(small_stem, cosine):
+    """Width 32: ResNet-18's layout, stages 32-64-128-256; every loader reads the shape off the
+    weights (classes, stem, width, final layer)."""
+    from lightning_modules.backbone import penultimate_features, resnet18_for_state
+
+    model = build_resnet18(7, small_input_stem=small_stem, cosine_head=cosine, width=32).eval()
+    assert [model.layer1[0].conv1.out_channels, model.layer4[1].conv2.out_channels] == [32, 256]
+    assert sum(p.numel() for p in model.parameters()) < 0.26 * 11.2e6
+    x = torch.randn(2, 3, 16, 16)
+    assert penultimate_features(model, x).shape == (2, 256)
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}  # a classifier checkpoint's
+    again = resnet18_for_state(state).eval()
+    torch.testing.assert_close(again(x), model(x))
+    with pytest.raises(ValueError, match="width=0"):
+        build_resnet18(3, width=0)
+
+
 LABELS = [0] * 10 + [1] * 3 + [2] * 1
 
 
