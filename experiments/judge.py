@@ -34,10 +34,13 @@ from datamodules.long_tailed import LongTailDataModule
 from datamodules.manifest import SyntheticSample, read_manifest
 from lightning_modules.image_metrics import MetricFeatures, extract_features
 from lightning_modules.judge import figures as F
-from lightning_modules.judge.oracle import submode_given_class
+from lightning_modules.judge.oracle import OracleSettings, submode_given_class
 
 
-def _judge_for(data: LongTailDataModule, judge: MetricFeatures | None) -> MetricFeatures:
+def _judge_for(
+    data: LongTailDataModule, judge: MetricFeatures | None, oracle: OracleSettings,
+    require_accuracy: bool,
+) -> MetricFeatures:
     if judge is not None:
         return judge
     from datamodules import EmbeddedFoodLT
@@ -50,7 +53,7 @@ def _judge_for(data: LongTailDataModule, judge: MetricFeatures | None) -> Metric
         )
     from lightning_modules.judge.oracle import EmbeddedJudge
 
-    return EmbeddedJudge(data.cache_dir, data.settings)
+    return EmbeddedJudge(data.cache_dir, data.settings, oracle, require_accuracy)
 
 
 def _run_judge(
@@ -143,6 +146,8 @@ def judge_sets(
     seed: int = 0,
     batch_size: int = 64,
     device: str = "cpu",
+    oracle: OracleSettings = OracleSettings(),
+    require_accuracy: bool = True,
 ) -> dict[str, float]:
     """Judge synthetic sets; write per-set and combined JSON + Markdown; return flat metrics
     (``"<set>/<figure>"``: value) for the pipeline.
@@ -158,11 +163,14 @@ def judge_sets(
         seed: Seed of the resamples and of the two-sample test's folds.
         batch_size: Images per judge call.
         device: Where the judge runs.
+        oracle: How the embedded dataset's judge is trained (when ``judge`` is not given).
+        require_accuracy: Refuse an embedded judge below its accuracy bar (98 % class, 97 %
+            sub-mode given class, on the real test split).
     """
     names = names or [Path(m).parent.name if Path(m).suffix else Path(m).name for m in manifest]
     if len(names) != len(manifest) or len(set(names)) != len(names):
         raise ValueError(f"judge: names {names} must be unique, one per manifest ({len(manifest)})")
-    judge_net = _judge_for(data, judge).to(device).eval()
+    judge_net = _judge_for(data, judge, oracle, require_accuracy).to(device).eval()
     class_names = data.index.class_names
     truth = data if isinstance(data, PlantedTruth) else None
     planted = truth.planted_submodes() if truth is not None else None

@@ -19,16 +19,17 @@ from typing import Any
 import yaml
 
 from datamodules.atomic import atomic_open
-from experiments.pipeline import Stage, SummaryLine, run_pipeline
+from experiments.pipeline import Appendix, Stage, SummaryLine, run_pipeline
 from experiments.table import Row
 
 
 def load_pipeline(path: str | Path) -> dict[str, Any]:
     """A pipeline YAML as keyword arguments of :func:`run_pipeline`."""
     spec = yaml.safe_load(Path(path).read_text())
-    spec["stages"] = [Stage(**s) for s in spec["stages"]]
+    spec["stages"] = [s if isinstance(s, str) else Stage(**s) for s in spec["stages"]]
     spec["table"] = [Row(**r) for r in spec.get("table", [])]
     spec["summary"] = [SummaryLine(**s) for s in spec.get("summary", [])]
+    spec["appendix"] = [Appendix(**a) for a in spec.get("appendix", [])]
     return spec
 
 
@@ -59,7 +60,7 @@ def trial(
     spec["params"] = {**spec.get("params", {}), **(params or {}), "tau": tau, "alpha": alpha}
     spec["run_dir"] = str(Path(run_root) / f"tau{tau:g}_alpha{alpha:g}")
     records = run_pipeline(**spec, overrides=overrides, stage_overrides=stage_overrides)
-    names = result_stages or [stage.name for stage in spec["stages"] if stage.metrics]
+    names = result_stages or [name for name, record in records.items() if record["metrics"]]
     metrics = {k: v for name in names for k, v in records[name]["metrics"].items()}
     _log_to_wandb(spec["run_dir"], {"tau": tau, "alpha": alpha}, metrics)
     return metrics

@@ -1,9 +1,10 @@
 """Result tables in the papers' shape, from finished classifier runs.
 
-``python -m experiments table --spec experiments/configs/tables/<table>.yaml`` reads each run's
+``python -m experiments table --config <table.yaml>`` (``rows``: method, run_dir, ...) reads each run's
 ``per_class_accuracy_test.csv`` (written by the classifier at test end), recomputes head / tail /
 overall top-1 from the per-class counts, and writes ``<out>.md`` and ``<out>.csv`` with the
-paper's numbers alongside where the paper reports them, and each run's W&B id.
+paper's numbers alongside where the paper reports them. In a pipeline a row shows every seed of
+its stage (mean +- std) and its paired difference to the baseline rows (``compare_with``).
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from pathlib import Path
 
 from datamodules.atomic import atomic_open, atomic_write_text
 from experiments.paper_results import paper_result
+from experiments.seed_stats import paired, summarize
 
 
 @dataclass
 class Row:
-    """One line of a table: a finished run and what it stands for.
+    """One line of a table: finished classifier runs and what they stand for.
 
     Attributes:
         method: Label in the table.
-        run_dir: The classifier run directory (``trainer.default_root_dir`` of its test).
+        run_dir: A classifier run directory (``trainer.default_root_dir`` of its test), or
+        stage: in a pipeline, the ``fit_test`` stage whose runs (one per seed) the row shows.
         dataset: Dataset key (``food101_lt``, ``vfn_lt``, ``embedded``).
         paper: The paper's reported result to show alongside: ``"<method>"`` for the row's own
             dataset or ``"<dataset>/<method>"`` (e.g. ``food101_lt/ce`` next to an embedded run);
@@ -30,9 +33,13 @@ class Row:
     """
 
     method: str
-    run_dir: str
+    run_dir: str | None = None
     dataset: str = "embedded"
     paper: str | None = None
+    stage: str | None = None
+
+
+GROUPS = ("head", "tail", "overall")
 
 
 def run_accuracies(run_dir: str | Path) -> dict[str, float | None] | None:
@@ -53,49 +60,102 @@ def run_accuracies(run_dir: str | Path) -> dict[str, float | None] | None:
     return {g: 100.0 * c / t if t else None for g, (c, t) in sums.items()}
 
 
-def _cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
 def wandb_run_id(run_dir: str | Path) -> str:
+    """The W&B run id of a run directory ('' without one)."""
     latest = Path(run_dir) / "wandb" / "latest-run"
     if latest.exists():
         return latest.resolve().name.rsplit("-", 1)[-1]
     return ""
 
 
-def build_table(rows: list[Row]) -> tuple[str, list[dict]]:
-    """Markdown text and CSV records of the table."""
-    records, lines = [], [
-        "| Dataset | Method | Head | Tail | Overall | Paper (H / T / O) | Run |",
-        "|---|---|---|---|---|---|---|",
-    ]
+def _cell(values: list[float | None]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    s = summarize(values)
+    return f"{s.mean:.1f}" if s.n == 1 else f"{s.mean:.1f} +- {s.std:.1f}"
+
+
+def _row_runs(row: Row, runs: dict[str, dict]) -> dict:
+    if row.stage is not None:
+        return runs.get(row.stage, {})
+    if row.run_dir is None:
+        raise ValueError(f"table row {row.method!r}: give its run_dir or its stage")
+    return {None: row.run_dir}
+
+
+def build_table(
+    rows: list[Row], runs: dict[str, dict] | None = None, compare_with: list[str] = ()
+) -> tuple[str, list[dict]]:
+    """Markdown text and CSV records (one per row and seed) of the table.
+
+    Args:
+        rows: The table's rows.
+        runs: ``stage -> {seed: run_dir}`` for rows that name a stage.
+        compare_with: Stages of baseline rows: every row gets its paired difference of overall
+            accuracy to each of them (over their common seeds).
+    """
+    runs = runs or {}
+    per_row = {}
     for row in rows:
-        acc = run_accuracies(row.run_dir)
+        found = {seed: run_accuracies(d) for seed, d in _row_runs(row, runs).items()}
+        per_row[row.method] = {seed: acc for seed, acc in found.items() if acc is not None}
+    baselines = [(stage, next((r for r in rows if r.stage == stage), None))
+                 for stage in compare_with]
+    missing = [stage for stage, row in baselines if row is None]
+    if missing:
+        raise ValueError(f"compare_with: no table row shows stage(s) {missing}")
+    header = ["Method", "Seeds", "Head", "Tail", "Overall",
+              *(f"vs {row.method}: overall diff [95% CI]" for _, row in baselines),
+              "Paper (H / T / O)"]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    records = []
+    for row in rows:
+        accs = per_row[row.method]
         dataset, _, method = (row.paper or "").rpartition("/")
         ref = paper_result(dataset or row.dataset, method or None)
-        cells = [_cell(acc[g]) if acc else "not run" for g in ("head", "tail", "overall")]
-        paper = " / ".join(_cell(v) for v in ref) if ref else ""
+        paper = " / ".join("-" if v is None else f"{v:.1f}" for v in ref) if ref else ""
         if ref and dataset:
             paper = f"{dataset}: {paper}"
-        run_id = wandb_run_id(row.run_dir) or Path(row.run_dir).name
-        lines.append(f"| {row.dataset} | {row.method} | " + " | ".join(cells)
-                     + f" | {paper} | {run_id} |")
-        records.append({"dataset": row.dataset, "method": row.method,
-                        **({f"acc_{g}": None if v is None else round(v, 2)
-                            for g, v in acc.items()} if acc else {}),
-                        "paper": paper, "run_dir": row.run_dir, "wandb_id": wandb_run_id(row.run_dir)})
+        if accs:
+            cells = [str(len(accs))] + [_cell([a[g] for a in accs.values()]) for g in GROUPS]
+        else:
+            cells = ["0", "not run", "not run", "not run"]
+        for _, base in baselines:
+            if base is row:
+                cells.append("-")
+                continue
+            comparison = paired({s: a["overall"] for s, a in accs.items()},
+                                {s: a["overall"] for s, a in per_row[base.method].items()})
+            cells.append(str(comparison) if comparison else "n < 2 seeds: no claim")
+        lines.append(f"| {row.method} | " + " | ".join(cells) + f" | {paper} |")
+        for seed, acc in sorted(accs.items(), key=lambda kv: (kv[0] is None, kv[0])):
+            records.append({"dataset": row.dataset, "method": row.method, "seed": seed,
+                            **{f"acc_{g}": None if acc[g] is None else round(acc[g], 2)
+                               for g in GROUPS},
+                            "paper": paper, "run_dir": _row_runs(row, runs)[seed]})
     return "\n".join(lines), records
 
 
-def write_table(rows: list[Row], out: str | Path) -> str:
+TABLE_NOTE = (
+    "Top-1 accuracy (%) on the test split, mean +- std over the seeds; the diff columns are the "
+    "mean paired difference of overall accuracy to that row over the common seeds, with its 95 % "
+    "t-interval; 'better' / 'worse' only where a paired t-test over the seeds gives p < 0.05, "
+    "else 'n.s.'."
+)
+
+
+def write_table(
+    rows: list[Row], runs: dict[str, dict] | None, out: str | Path, compare_with: list[str] = ()
+) -> str:
     """Write ``<out>.md`` and ``<out>.csv``; return the Markdown."""
-    markdown, records = build_table(rows)
+    markdown, records = build_table(rows, runs, compare_with)
+    markdown = f"{markdown}\n\n{TABLE_NOTE}"
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out.with_suffix(".md"), markdown + "\n")
-    fields = ["dataset", "method", "acc_head", "acc_tail", "acc_overall", "paper", "run_dir",
-              "wandb_id"]
+    fields = ["dataset", "method", "seed", "acc_head", "acc_tail", "acc_overall", "paper",
+              "run_dir"]
     with atomic_open(out.with_suffix(".csv")) as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
@@ -104,8 +164,8 @@ def write_table(rows: list[Row], out: str | Path) -> str:
 
 
 def make_table(rows: list[Row], out: str = "runs/tables/table") -> str:
-    """Render a table; ``--config <table.yaml>`` gives ``rows`` (list of :class:`Row`) and
-    ``out`` (written as ``<out>.md`` and ``<out>.csv``)."""
-    markdown = write_table(rows, out)
+    """Render a table; ``--config <table.yaml>`` gives ``rows`` (list of :class:`Row`, each
+    with its ``run_dir``) and ``out`` (written as ``<out>.md`` and ``<out>.csv``)."""
+    markdown = write_table(rows, None, out)
     print(markdown)
     return markdown

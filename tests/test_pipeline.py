@@ -17,52 +17,67 @@ FAST = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
 
 
 def _stage_overrides(cache: str) -> dict[str, list[str]]:
+    """Per stage of main.yaml: the tiny dataset, 1-2 images per class, 2 sampler steps."""
     direct = tiny_data_args(cache)
     wrapped = tiny_data_args(cache, "data.init_args.real.init_args")
     generate = [*wrapped, "--data.init_args.per_class=1", "--model.init_args.num_inference_steps=2"]
+    finetune = [*wrapped, "--trainer.max_steps=2", "--data.init_args.batch_size=8",
+                "--trainer.callbacks.init_args.per_class=1",
+                "--trainer.callbacks.init_args.max_classes=2",
+                "--trainer.callbacks.init_args.num_inference_steps=2"]
+    gens = ("gen_sd", "reference_set", "gen_disc_ds", "gen_clusdiff", "judged_cfg", "judged_cads",
+            "judged_ccfg", "judged_disc_ds", "judged_clusdiff", "judged_no_cluster")
     return {
-        "classifier_ce_fit": direct, "classifier_ce_test": direct, "cluster": direct,
-        "generate_sd": generate, "generate_clusdiff": generate, "generate_disc_ds": generate,
-        "reference_set": generate,
-        "finetune_clusdiff": [*wrapped, "--trainer.max_steps=2", "--data.init_args.batch_size=8",
-                              "--trainer.callbacks.init_args.per_class=1",
-                              "--trainer.callbacks.init_args.max_classes=2",
-                              "--trainer.callbacks.init_args.num_inference_steps=2"],
-        "negatives": direct,
-        **{f"classifier_{m}_{s}": wrapped for m in ("sd", "clusdiff", "disc_ds")
-           for s in ("fit", "test")},
-        **{f"fid_{m}": direct for m in ("sd", "clusdiff", "disc_ds")},
+        **{name: direct for name in ("ce", "ros", "cluster", "negatives")},
+        **{name: generate for name in gens},
+        "finetune_clusdiff": finetune, "finetune_no_cluster": finetune,
+        **{name: wrapped for name in ("sd", "clusdiff", "disc_ds")},
+        "judge": [*direct, "--oracle.per_submode=40", "--oracle.epochs=6",
+                  "--require_accuracy=false", "--bootstrap=20"],
     }
 
 
-def _run(tmp_path, cache, **extra):
+def _run(run_dir, cache, **extra):
     overrides = extra.pop("stage_overrides", None) or _stage_overrides(cache)
-    return cli_main(["pipeline", "--config", MAIN, f"--run_dir={tmp_path / 'main'}",
+    return cli_main(["pipeline", "--config", MAIN, f"--run_dir={run_dir}", "--seeds=[0, 1]",
                      f"--overrides={json.dumps(FAST)}",
                      f"--stage_overrides={json.dumps(overrides)}"])
 
 
-def test_main_job_end_to_end_then_resume_after_a_failure(tmp_path, embedded_cache, caplog):
+def test_main_job_end_to_end_resumes_after_a_failure_and_reproduces(tmp_path, embedded_cache,
+                                                                    caplog):
     broken = _stage_overrides(embedded_cache)
-    broken["generate_disc_ds"] = broken["generate_disc_ds"] + [
+    broken["gen_disc_ds"] = broken["gen_disc_ds"] + [
         f"--data.init_args.negatives_csv={tmp_path / 'missing.csv'}"]
+    run = tmp_path / "main"
     with pytest.raises(FileNotFoundError, match="missing.csv"):
-        _run(tmp_path, embedded_cache, stage_overrides=broken)
-    done = {p.stem for p in (tmp_path / "main" / "stages").glob("*.json")}
-    assert {"classifier_ce_fit", "cluster", "negatives", "generate_clusdiff"} <= done
+        _run(run, embedded_cache, stage_overrides=broken)
+    done = {p.stem for p in (run / "stages").glob("*.json")}
+    assert {"ce.seed0.fit", "ce.seed1.test", "negatives.seed1", "reference_set"} <= done
 
     caplog.clear()
     with caplog.at_level("INFO"):
-        records = _run(tmp_path, embedded_cache)
-    assert "classifier_ce_fit: up to date, skipped" in caplog.text
-    assert "generate_clusdiff: up to date, skipped" in caplog.text
-    report = (tmp_path / "main" / "results.md").read_text()
-    for row in ("CE (real only)", "pre-trained SD", "ClusDiff", "DiSC-DS"):
+        records = _run(run, embedded_cache)
+    assert "ce.seed0.fit: up to date, skipped" in caplog.text
+    assert "[pipeline 5/" in caplog.text  # "stage k of N"
+    report = (run / "results.md").read_text()
+    for row in ("CE (real only)", "ROS (real only)", "pre-trained SD", "ClusDiff", "DiSC-DS"):
         assert row in report
-    assert "not run" not in report
-    assert "mean adjusted Rand index" in report and "not measured" not in report
-    assert "fid_resnet18" in records["fid_disc_ds"]["metrics"]
-    assert records["negatives"]["metrics"]["negatives/planted_pairs"] == 2
+    assert "not run" not in report and "not measured" not in report
+    assert "| CE (real only) | 2 |" in report  # two seeds
+    assert "vs CE (real only): overall diff [95% CI]" in report
+    assert "mean adjusted Rand index" in report and "over 2 seeds" in report
+    assert "## Mechanisms: the judge of each synthetic set" in report
+    assert "| disc_ds | disc_ds |" in report and "| finetune_no_cluster | cfg |" in report
+    assert records["negatives.seed0"]["metrics"]["negatives/planted_pairs"] == 2
+    assert (run / "ce" / "seed1" / "per_class_accuracy_test.csv").is_file()
+
+    # a second run from scratch on the same machine writes the same results, byte for byte
+    again = tmp_path / "again"
+    _run(again, embedded_cache)
+    assert (again / "results.md").read_text() == report.replace(str(run), str(again))
+    assert (again / "results.csv").read_text() == (run / "results.csv").read_text().replace(
+        str(run), str(again))
 
 
 def test_changed_inputs_rerun_the_stage(tmp_path):
@@ -140,7 +155,7 @@ def test_table_marks_an_empty_group_and_refuses_an_unknown_paper_method(tmp_path
         "class_index,class_name,is_head,train_count,correct,total,accuracy\n"
         "0,a,False,4,3,4,75.0\n1,b,False,2,1,4,25.0\n")
     markdown, records = build_table([Row("CE", str(run), paper="food101_lt/ce")])
-    assert "| embedded | CE | - | 50.0 | 50.0 | food101_lt: 65.8 / 20.9 / 33.4 |" in markdown
+    assert "| CE | 1 | - | 50.0 | 50.0 | food101_lt: 65.8 / 20.9 / 33.4 |" in markdown
     assert records[0]["acc_head"] is None and records[0]["acc_tail"] == 50.0
     with pytest.raises(ValueError, match=r"unknown method 'disc-ds'"):
         build_table([Row("DiSC-DS", str(run), paper="food101_lt/disc-ds")])
@@ -150,7 +165,7 @@ def test_baselines_pipeline_runs_every_row(tmp_path, embedded_cache):
     """Each classic baseline is a config away from CE: the shipped pipeline runs all of them."""
     spec = "experiments/configs/pipelines/baselines.yaml"
     run = tmp_path / "baselines"
-    cli_main(["pipeline", "--config", spec, f"--run_dir={run}",
+    cli_main(["pipeline", "--config", spec, f"--run_dir={run}", "--seeds=[0]",
               f"--overrides={json.dumps([*FAST, *tiny_data_args(embedded_cache)])}"])
     report = (run / "results.md").read_text()
     for row in ("| CE |", "ROS", "RUS", "Focal", "Class-balanced", "Balanced Softmax",
@@ -160,7 +175,7 @@ def test_baselines_pipeline_runs_every_row(tmp_path, embedded_cache):
 
     # The post-hoc row loads the CE weights with init_checkpoint: --ckpt_path would restore the
     # checkpoint's hyper-parameters (posthoc_logit_adjustment 0) over the config's, with a warning.
-    ce = run / "classifier_ce" / "checkpoints" / "last.ckpt"
+    ce = run / "ce" / "seed0" / "checkpoints" / "last.ckpt"
     args = ["test", "--config", "experiments/configs/embedded/classifier_ce.yaml",
             "--config", "experiments/configs/baselines/logit_adjusted_posthoc.yaml",
             f"--trainer.default_root_dir={tmp_path / 'posthoc'}", *FAST,
