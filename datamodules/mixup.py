@@ -8,7 +8,7 @@ only to serve as partners, and for each output row the position of its partner i
 own seed, so a batch is reproducible wherever it is collated); a mixed row is
 ``lam * x_row + (1 - lam) * x_partner`` with the soft label mixed the same way.
 
-Modes (ALGORITHMS.md section 3):
+Modes (docs/algorithms.md, Mixup):
 - ``mixup_random`` (SYNAuG): every batch of the shuffled real + synthetic union is mixed with a
   random permutation of itself, so synthetic and real samples are randomly paired within a batch.
 - ``mixup_all``: half of the batches of each epoch (chosen at random; with an odd number of

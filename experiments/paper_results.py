@@ -1,7 +1,7 @@
 """Top-1 accuracies (%) the papers report, ResNet-18, as (head, tail, overall); None = not given.
 
 Sources: DiSC-DS (arXiv 2506.01368) Table 1-3, ClusDiff (arXiv 2309.00199); see
-../shared/docs/ALGORITHMS.md section 5.
+docs/algorithms.md.
 """
 
 from __future__ import annotations

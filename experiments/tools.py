@@ -13,6 +13,7 @@ TOOLS: dict[str, str] = {
     "sweep": "experiments.sweep:run_offline_sweep",
     "evaluate-synthetic": "experiments.evaluate_synthetic:evaluate_synthetic",
     "judge": "experiments.judge:judge_sets",
+    "world": "experiments.world_report:world_report",
     "plots": "experiments.plots:render_plots",
     "negatives": "experiments.negatives:select_negatives",
     "checksum": "experiments.assets:checksum",

@@ -1,6 +1,6 @@
 """ClusDiff sub-classes: per-class affinity propagation on image features (no Lightning here).
 
-Notation (ALGORITHMS.md section 1, step 2):
+Notation (docs/algorithms.md, ClusDiff step 2):
 
 - ``x_i``: the feature of image i, L2-normalised; ``S[i, k] = x_i . x_k`` the cosine similarity.
 - ``p``: the preference, the diagonal of S (the "self-similarity"): the higher p, the more

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from collections import Counter
 
@@ -40,11 +41,67 @@ def test_embedded_structure(tiny_datamodule):
     submodes = tiny_datamodule.planted_submodes()
     assert len(submodes) == 10 * (12 + 4 + 4)
     valid = {(d.name, m.name) for d in DISHES for m in d.submodes}
-    assert all((image.split("/")[0], mode) in valid for image, mode in submodes.items())
+    assert all((image.split("/")[0], mode) in valid for image, mode in submodes.items()
+               if "/pretrain_" not in image)  # a corpus image may show its partner
     assert tiny_datamodule.confusable_pairs() == [tuple(p) for p in CONFUSABLE_PAIRS]
     assert len(CONFUSABLE_PAIRS) >= 2
 
 
-def test_every_class_plants_two_to_four_submodes():
+def test_every_class_plants_three_skewed_submodes():
     assert len(DISHES) == 10
-    assert all(2 <= len(d.submodes) <= 4 for d in DISHES)
+    assert all([m.weight for m in d.submodes] == [0.6, 0.3, 0.1] for d in DISHES)
+
+
+def _rows(root) -> list[dict]:
+    with open(root / "meta" / "submodes.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_caption_noise_rate_in_the_written_corpus_equals_the_setting(tmp_path):
+    settings = EmbeddedSettings(image_size=8, n_max=4, imbalance_factor=2, num_test=2,
+                                num_pretrain=10, caption_noise=0.3)
+    rows = _rows(ensure_embedded_dataset(tmp_path, settings))
+    partners = {c for pair in CONFUSABLE_PAIRS for c in pair}
+    for name in (d.name for d in DISHES):
+        corpus = [r for r in rows if r["class_name"] == name and r["style"] == "web"]
+        shown = Counter(r["rendered_class"] for r in corpus)
+        wrong = sum(n for c, n in shown.items() if c != name)
+        assert len(corpus) == 10 and wrong == (3 if name in partners else 0)
+        if name in partners:  # the wrong ones show the partner
+            partner = next(b if a == name else a for a, b in CONFUSABLE_PAIRS if name in (a, b))
+            assert set(shown) == {name, partner}
+    assert all(r["rendered_class"] == r["class_name"] for r in rows if r["style"] == "photo")
+
+
+def test_web_style_changes_the_corpus_and_not_the_train_or_test_split(tmp_path):
+    base = dict(image_size=8, n_max=3, imbalance_factor=1, num_test=2, num_pretrain=3)
+    photo = ensure_embedded_dataset(tmp_path / "a", EmbeddedSettings(**base, web_style=0.0))
+    web = ensure_embedded_dataset(tmp_path / "b", EmbeddedSettings(**base, web_style=0.8))
+    split_files = {p.relative_to(photo): p for p in (photo / "images").rglob("*.jpg")}
+    for path in (web / "images").rglob("*.jpg"):
+        same = path.read_bytes() == split_files[path.relative_to(web)].read_bytes()
+        assert same == (not path.name.startswith("pretrain")), path
+    styles = Counter((r["image"].split("/")[1].split("_")[0], r["style"]) for r in _rows(web))
+    assert set(styles) == {("train", "photo"), ("test", "photo"), ("pretrain", "web")}
+
+
+def test_submode_weights_of_a_split_follow_the_spec(tmp_path):
+    settings = EmbeddedSettings(image_size=8, n_max=300, imbalance_factor=1, num_test=1,
+                                num_pretrain=0)
+    rows = [r for r in _rows(ensure_embedded_dataset(tmp_path, settings))
+            if "/train_" in r["image"]]
+    for dish in DISHES:
+        counts = Counter(r["submode"] for r in rows if r["class_name"] == dish.name)
+        for mode in dish.submodes:
+            assert abs(counts[mode.name] / 300 - mode.weight) < 0.06, (dish.name, counts)
+
+
+def test_spec_edits_give_a_new_dataset_directory(monkeypatch):
+    import dataclasses
+
+    from datamodules.embedded import build
+
+    settings = EmbeddedSettings()
+    before = settings.fingerprint()
+    monkeypatch.setattr(build, "NUISANCE", dataclasses.replace(build.NUISANCE, noise=0.05))
+    assert settings.fingerprint() != before

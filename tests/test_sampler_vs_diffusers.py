@@ -1,7 +1,7 @@
 """The sampler against diffusers itself, on a tiny random Stable Diffusion built offline (CPU).
 
 Degenerate DiSC-DS (annealing without noise, alpha = 1) and plain CFG must reproduce
-StableDiffusionPipeline / StableDiffusionImg2ImgPipeline (docs/ALGORITHMS.md section 2).
+StableDiffusionPipeline / StableDiffusionImg2ImgPipeline (docs/algorithms.md, the degenerate case).
 """
 
 from __future__ import annotations

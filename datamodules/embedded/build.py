@@ -7,8 +7,11 @@ Layout (what the real Food-101 loaders read)::
     <root>/meta/train.txt            balanced training pool, lines "class/id"
     <root>/meta/train_lt.txt         the long-tailed training split (a subset of train.txt)
     <root>/meta/test.txt             balanced test split
-    <root>/meta/pretrain.txt         a separate balanced corpus (the "broad knowledge" SD has)
-    <root>/meta/submodes.csv         image,class_name,submode for every image
+    <root>/meta/pretrain.txt         a separate balanced corpus (the "broad knowledge" SD has), in
+                                     its own "web" style, with caption noise between partners
+    <root>/meta/submodes.csv         image,class_name,submode,rendered_class,style for every image
+                                     (rendered_class differs from class_name where the caption is
+                                     the partner's: caption noise)
     <root>/meta/embedded.json        generator settings, class specs, confusable pairs, LT counts
 
 The directory is built under a temporary name and renamed into place, so a crash never leaves a
@@ -31,10 +34,17 @@ import numpy as np
 from PIL import Image
 
 from datamodules.embedded.render import render_dish
-from datamodules.embedded.spec import CONFUSABLE_PAIRS, DISHES, DishSpec
+from datamodules.embedded.spec import (
+    CONFUSABLE_PAIRS,
+    DISHES,
+    NUISANCE,
+    WEB_STYLE,
+    DishSpec,
+    SubMode,
+)
 from datamodules.long_tail import exponential_counts
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 SPLITS = ("train", "test", "pretrain")
 JPEG_QUALITY = 95
 
@@ -49,6 +59,10 @@ class EmbeddedSettings:
         imbalance_factor: n_max / n_min of the long-tailed split.
         num_test: Test images per class (balanced).
         num_pretrain: Images per class of the separate pre-training corpus.
+        web_style: Strength in [0, 1] of the pre-training corpus's "web" look (the train and
+            test splits keep the photo style): the domain gap synthetic images bring.
+        caption_noise: Fraction of each confusable partner's pre-training images that show the
+            other partner (its caption is wrong): what makes a pre-trained model confuse them.
         seed: Master seed.
     """
 
@@ -56,7 +70,9 @@ class EmbeddedSettings:
     n_max: int = 100
     imbalance_factor: float = 50.0
     num_test: int = 40
-    num_pretrain: int = 60
+    num_pretrain: int = 300
+    web_style: float = 0.8
+    caption_noise: float = 0.3
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -71,9 +87,24 @@ class EmbeddedSettings:
             raise ValueError(
                 f"imbalance_factor={self.imbalance_factor}: expected between 1 and n_max={self.n_max}"
             )
+        for name in ("web_style", "caption_noise"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}={getattr(self, name)}: expected a value in [0, 1]")
+
+    def split_style(self, split: str) -> float:
+        """Web-style strength of a split: the pre-training corpus's, 0 (photo) otherwise."""
+        return self.web_style if split == "pretrain" else 0.0
+
+    def mislabelled(self, split: str) -> int:
+        """How many of a confusable partner's images of ``split`` show the other partner."""
+        return round(self.caption_noise * self.num_pretrain) if split == "pretrain" else 0
 
     def fingerprint(self) -> str:
-        payload = json.dumps({"version": FORMAT_VERSION, **asdict(self)}, sort_keys=True)
+        """Hash of the settings and of the world's spec (dishes, pairs, nuisance, web style):
+        editing either gives a new dataset directory, never a stale cached one."""
+        spec = [asdict(d) for d in DISHES], CONFUSABLE_PAIRS, asdict(NUISANCE), asdict(WEB_STYLE)
+        payload = json.dumps({"version": FORMAT_VERSION, **asdict(self), "spec": spec},
+                             sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     def split_size(self, split: str) -> int:
@@ -107,16 +138,23 @@ def ensure_embedded_dataset(cache_dir: str | Path, settings: EmbeddedSettings) -
 def _write_dataset(root: Path, settings: EmbeddedSettings) -> None:
     meta = root / "meta"
     meta.mkdir(parents=True)
-    submode_rows: list[tuple[str, str, str]] = []
+    submode_rows: list[tuple] = []
     split_lines: dict[str, list[str]] = {split: [] for split in SPLITS}
+    partners = {a: b for pair in CONFUSABLE_PAIRS for a, b in (pair, pair[::-1])}
+    by_name = {dish.name: dish for dish in DISHES}
     for class_idx, dish in enumerate(DISHES):
         (root / "images" / dish.name).mkdir(parents=True)
         for split_idx, split in enumerate(SPLITS):
+            wrong = settings.mislabelled(split) if dish.name in partners else 0
             for k in range(settings.split_size(split)):
                 image_id = f"{split}_{k:05d}"
-                submode = _draw_image(root, dish, class_idx, split_idx, k, image_id, settings)
+                shown = by_name[partners[dish.name]] if k < wrong else dish  # caption noise
+                rng = np.random.default_rng([settings.seed, split_idx, class_idx, k])
+                submode = _draw_image(root / "images" / dish.name / f"{image_id}.jpg", shown, rng,
+                                      settings.image_size, settings.split_style(split))
                 split_lines[split].append(f"{dish.name}/{image_id}")
-                submode_rows.append((f"{dish.name}/{image_id}", dish.name, submode))
+                submode_rows.append((f"{dish.name}/{image_id}", dish.name, submode, shown.name,
+                                     "web" if settings.split_style(split) else "photo"))
 
     counts = exponential_counts(settings.n_max, settings.imbalance_factor, len(DISHES))
     lt_lines = [
@@ -128,7 +166,7 @@ def _write_dataset(root: Path, settings: EmbeddedSettings) -> None:
     (meta / "train_lt.txt").write_text("".join(f"{line}\n" for line in lt_lines))
     with open(meta / "submodes.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["image", "class_name", "submode"])
+        writer.writerow(["image", "class_name", "submode", "rendered_class", "style"])
         writer.writerows(submode_rows)
     info = {
         "format_version": FORMAT_VERSION,
@@ -136,20 +174,24 @@ def _write_dataset(root: Path, settings: EmbeddedSettings) -> None:
         "lt_counts": dict(zip([d.name for d in DISHES], counts)),
         "confusable_pairs": [list(p) for p in CONFUSABLE_PAIRS],
         "dishes": [asdict(d) for d in DISHES],
+        "nuisance": asdict(NUISANCE),
+        "web_style": asdict(WEB_STYLE),
     }
     # Written last: its presence marks a complete dataset.
     (meta / "embedded.json").write_text(json.dumps(info, indent=2))
 
 
-def _draw_image(
-    root: Path, dish: DishSpec, class_idx: int, split_idx: int, k: int, image_id: str,
-    settings: EmbeddedSettings,
-) -> str:
-    rng = np.random.default_rng([settings.seed, split_idx, class_idx, k])
+def draw_submode(dish: DishSpec, rng: np.random.Generator) -> SubMode:
+    """A sub-mode of ``dish`` drawn by the planted weights."""
     weights = np.array([m.weight for m in dish.submodes])
-    submode = dish.submodes[rng.choice(len(weights), p=weights / weights.sum())]
-    pixels = render_dish(dish, submode, rng, settings.image_size)
-    (root / "images" / dish.name / f"{image_id}.jpg").write_bytes(encode_jpeg(pixels))
+    return dish.submodes[rng.choice(len(weights), p=weights / weights.sum())]
+
+
+def _draw_image(
+    path: Path, dish: DishSpec, rng: np.random.Generator, size: int, web: float
+) -> str:
+    submode = draw_submode(dish, rng)
+    path.write_bytes(encode_jpeg(render_dish(dish, submode, rng, size, web)))
     return submode.name
 
 

@@ -83,6 +83,12 @@ class Judged:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def take(self, indices: np.ndarray) -> Judged:
+        """The images at ``indices`` (with repeats, for resampling)."""
+        pick = lambda a: None if a is None else a[indices]  # noqa: E731
+        return Judged(*(pick(getattr(self, f)) for f in (
+            "labels", "judged", "features", "units", "negatives", "subclasses", "source_units")))
+
 
 def bootstrap(
     statistic: Callable[[np.ndarray], float], strata: np.ndarray, reps: int = 1000, seed: int = 0
@@ -99,6 +105,21 @@ def bootstrap(
         draws.append(statistic(sample))
     low, high = np.percentile(draws, [2.5, 97.5]) if reps else (value, value)
     return Estimate(value, float(low), float(high), len(strata))
+
+
+def bootstrap_difference(
+    statistic: Callable[[Judged], float], a: Judged, b: Judged, reps: int = 1000, seed: int = 0
+) -> Estimate:
+    """``statistic(b) - statistic(a)`` of two sets and its percentile interval, each set
+    resampled within its classes, independently of the other."""
+    rng = np.random.default_rng(seed)
+    groups = [[np.flatnonzero(s.labels == c) for c in np.unique(s.labels)] for s in (a, b)]
+    draws = []
+    for _ in range(reps):
+        picks = [np.concatenate([rng.choice(g, size=len(g)) for g in gs]) for gs in groups]
+        draws.append(statistic(b.take(picks[1])) - statistic(a.take(picks[0])))
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return Estimate(statistic(b) - statistic(a), float(low), float(high), len(a) + len(b))
 
 
 def _rate(hit: np.ndarray, strata: np.ndarray, reps: int, seed: int) -> Estimate | None:

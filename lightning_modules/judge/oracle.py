@@ -39,7 +39,7 @@ from datamodules.embedded.judge_set import SubmodeCatalog, render_judge_set
 from lightning_modules.image_metrics import MetricFeatures, MetricFeaturesOutput
 from lightning_modules.judge.network import FEATURE_DIM, JudgeNet, class_logits
 
-JUDGE_VERSION = 1
+JUDGE_VERSION = 2
 MIN_CLASS_ACCURACY = 0.98
 MIN_SUBMODE_ACCURACY = 0.97
 
@@ -66,8 +66,8 @@ class OracleSettings:
 
 
 def judge_dir(cache_dir: str | Path, world: EmbeddedSettings, oracle: OracleSettings) -> Path:
-    payload = json.dumps({"judge": JUDGE_VERSION, "world": FORMAT_VERSION,
-                          "settings": asdict(world), "oracle": asdict(oracle)}, sort_keys=True)
+    payload = json.dumps({"judge": JUDGE_VERSION, "world": world.fingerprint(),
+                          "oracle": asdict(oracle)}, sort_keys=True)  # world: settings and spec
     digest = hashlib.sha256(payload.encode()).hexdigest()[:12]
     return Path(cache_dir) / f"judge-v{JUDGE_VERSION}-{digest}"
 

@@ -4,7 +4,7 @@ Branches: every variant evaluates the UNet on the unconditional branch u (empty 
 positive branch pos (y+); the contrastive variants add the negative branch neg (y-). All branches
 go through ONE batched UNet call, in the order [u, pos, neg] (diffusers' order for [u, pos]).
 
-Decisions, one row per variant (DiSC-DS Tables 2 and 3; docs/ALGORITHMS.md section 2):
+Decisions, one row per variant (DiSC-DS Tables 2 and 3; docs/algorithms.md, DiSC-DS):
 
 =====================  =========  ==========  ==================================================
 variant                annealing  branches    eps

@@ -4,7 +4,7 @@ Time convention (CADS, Sadat et al., ICLR 2024, Eq. 5): t in [0, 1], t = 1 is pu
 is the clean image. Sampling runs from large t to small t, so gamma goes 0 -> 1: the condition is
 heavily noised early and clean late.
 
-The clock is a configuration decision (docs/ALGORITHMS.md section 2):
+The clock is a configuration decision (docs/algorithms.md, CADS):
 
 - ``"steps"`` (default): t = 1 - i / n_run over the model evaluations actually run, so annealing
   acts over the whole run for any img2img strength.

@@ -1,0 +1,216 @@
+"""``python -m experiments world``: the strength of every problem planted in the embedded world,
+measured with its judge, before any classifier of a synthetic-data method is trained on it.
+
+    python -m experiments world --config experiments/configs/embedded/world.yaml
+
+Figures on the real data (no model needed):
+
+- the judge's own accuracy on the real test split (class; sub-mode given the class);
+- ``style_c2st``: the domain gap, a two-sample test between the photo-style test split and the
+  web-style pre-training corpus in judge features (target 0.75-0.85);
+- ``real_confusion``: each planted pair, each direction, on the real test split (target <= 5 %);
+- ``caption_noise``: the measured fraction of the partners' pre-training images that show the
+  other partner (equals the setting);
+- ``coverage``: per class, the fraction of real test images whose nearest training image of the
+  class (judge features) lies within the class's median within-class distance (pairwise among
+  its test images): low for tail classes whose few images cover little of the class;
+- ``missing_submodes``: planted sub-modes with no training image, per class.
+
+With generated sets of the pre-trained model (same requests, ``per_class`` of every class):
+``noise_w1`` / ``noise_w3`` (from pure noise, CFG scale 1 and 3) and ``img2img`` (plain CFG at the
+generation stage's default scale and strength):
+
+- ``fidelity_w1``: class fidelity from noise without guidance (target >= 0.80);
+- ``mode_seeking``: submode_tv(w=3) - submode_tv(w=1), bootstrap interval (target >= 0.05,
+  interval excluding 0);
+- ``img2img_c2st``: generated vs real test split (target >= 0.6);
+- ``img2img_confusion``: each planted pair, each direction (target >= 0.25).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from datamodules.atomic import atomic_write_text
+from datamodules import EmbeddedFoodLT
+from datamodules.layout import Sample
+from datamodules.manifest import read_manifest
+from experiments.judge import _judged
+from lightning_modules.judge import figures as F
+from lightning_modules.judge.oracle import EmbeddedJudge, OracleSettings
+
+TARGETS = {
+    "style_c2st": "0.75-0.85", "real_confusion": "<= 0.05", "fidelity_w1": ">= 0.80",
+    "mode_seeking": ">= 0.05, interval above 0", "img2img_c2st": ">= 0.6",
+    "img2img_confusion": ">= 0.25",
+}
+
+
+def _corpus(data: EmbeddedFoodLT) -> list[Sample]:
+    names = data.index.class_names
+    lines = (Path(data.root) / "meta" / "pretrain.txt").read_text().split()
+    return [Sample(str(Path(data.root) / "images" / f"{k}.jpg"), names.index(k.split("/")[0]))
+            for k in lines]
+
+
+def measured_caption_noise(data: EmbeddedFoodLT) -> dict[str, float]:
+    """Per confusable partner: the fraction of its pre-training images rendered as the other."""
+    pairs = {c for pair in data.confusable_pairs() for c in pair}
+    shown, total = dict.fromkeys(pairs, 0), dict.fromkeys(pairs, 0)
+    with open(Path(data.root) / "meta" / "submodes.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["style"] == "web" and row["class_name"] in pairs:
+                total[row["class_name"]] += 1
+                shown[row["class_name"]] += row["rendered_class"] != row["class_name"]
+    return {c: shown[c] / total[c] for c in sorted(pairs) if total[c]}
+
+
+def coverage_by_class(train: F.Judged, test: F.Judged) -> list[float]:
+    """Per class: fraction of test images whose nearest training image of the class lies within
+    the class's median pairwise distance among its test images."""
+    out = []
+    for c in np.unique(test.labels):
+        t, r = test.features[test.labels == c], train.features[train.labels == c]
+        pairwise = np.linalg.norm(t[:, None] - t[None], axis=-1)[np.triu_indices(len(t), 1)]
+        nearest = np.linalg.norm(t[:, None] - r[None], axis=-1).min(axis=1)
+        out.append(float((nearest <= np.median(pairwise)).mean()))
+    return out
+
+
+def world_report(
+    data: EmbeddedFoodLT,
+    out_dir: str = "runs/embedded/world",
+    oracle: OracleSettings = OracleSettings(),
+    noise_w1: str | None = None,
+    noise_w3: str | None = None,
+    img2img: str | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Measure the planted problems; write ``world.json`` and ``world.md``; return flat metrics.
+
+    Args:
+        data: The embedded dataset.
+        out_dir: Where the report goes.
+        oracle: How its judge is trained.
+        noise_w1: Manifest of a pre-trained-model set from noise at CFG scale 1 (optional).
+        noise_w3: The same requests at CFG scale 3 (optional).
+        img2img: Manifest of a plain-CFG img2img set (optional).
+        bootstrap: Resamples of every interval.
+        seed: Seed of the resamples.
+    """
+    judge = EmbeddedJudge(data.cache_dir, data.settings, oracle, require_accuracy=True)
+    names, info = data.index.class_names, data.dataset_info
+    planted = data.planted_submodes()
+
+    def judged(samples, rows=None) -> F.Judged:
+        return _judged(judge, samples, rows, names, planted, data.image_size, 256, "cpu")
+
+    test, train, corpus = judged(data.index.test), judged(data.index.train), judged(_corpus(data))
+    pairs = [(names.index(a), names.index(b)) for x, y in data.confusable_pairs()
+             for a, b in ((x, y), (y, x))]
+    coverage = coverage_by_class(train, test)
+    head = [v for v, h in zip(coverage, info.head_mask) if h]
+    tail = [v for v, h in zip(coverage, info.head_mask) if not h]
+    missing = {}
+    for c, name in enumerate(names):
+        seen = set(train.units[train.labels == c].tolist())
+        missing[name] = [judge.catalog.pairs[u][1] for u in judge.catalog.units_of(c)
+                         if u not in seen]
+    report: dict = {
+        "settings": json.loads(json.dumps(data.settings.__dict__)),
+        "judge_accuracy": judge.accuracy,
+        "style_c2st": F.c2st(corpus, test, bootstrap, seed).to_dict(),
+        "real_confusion": {f"{names[a]}->{names[b]}": F.pair_confusion(test, a, b, bootstrap,
+                                                                       seed).to_dict()
+                           for a, b in pairs},
+        "caption_noise": measured_caption_noise(data),
+        "coverage": {"per_class": dict(zip(names, coverage)), "head_mean": float(np.mean(head)),
+                     "tail_mean": float(np.mean(tail))},
+        "missing_submodes": missing,
+        "training_counts": dict(zip(names, info.class_counts)),
+    }
+    generated = {}
+    for key, path in (("noise_w1", noise_w1), ("noise_w3", noise_w3), ("img2img", img2img)):
+        if path is not None:
+            samples = read_manifest(path, names)
+            generated[key] = judged(samples, [s.row for s in samples])
+    catalog = judge.catalog
+    if "noise_w1" in generated:
+        report["fidelity_w1"] = F.fidelity(generated["noise_w1"], bootstrap, seed).to_dict()
+    if "noise_w1" in generated and "noise_w3" in generated:
+        tv = lambda s: F.submode_tv(s, catalog.class_of, catalog.weights, 0).value  # noqa: E731
+        report["mode_seeking"] = F.bootstrap_difference(
+            tv, generated["noise_w1"], generated["noise_w3"], bootstrap, seed).to_dict()
+    if "img2img" in generated:
+        s = generated["img2img"]
+        report["img2img_c2st"] = F.c2st(s, test, bootstrap, seed).to_dict()
+        report["img2img_confusion"] = {
+            f"{names[a]}->{names[b]}": _or_none(F.pair_confusion(s, a, b, bootstrap, seed))
+            for a, b in pairs}
+    out = Path(out_dir)
+    atomic_write_text(out / "world.json", json.dumps(report, indent=2))
+    atomic_write_text(out / "world.md", world_markdown(report))
+    return _flat(report)
+
+
+def _or_none(estimate: F.Estimate | None) -> dict | None:
+    return None if estimate is None else estimate.to_dict()
+
+
+def _flat(report: dict) -> dict[str, float]:
+    out = {"world/judge_class_accuracy": report["judge_accuracy"]["class"],
+           "world/style_c2st": report["style_c2st"]["value"],
+           "world/coverage_tail": report["coverage"]["tail_mean"],
+           "world/coverage_head": report["coverage"]["head_mean"]}
+    for key in ("fidelity_w1", "mode_seeking", "img2img_c2st"):
+        if key in report:
+            out[f"world/{key}"] = report[key]["value"]
+    return out
+
+
+def _cell(e: dict | None) -> str:
+    return "-" if e is None else f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
+
+
+def world_markdown(report: dict) -> str:
+    a = report["judge_accuracy"]
+    lines = [
+        "| Planted problem | Figure | Measured (95 % interval) | Target |", "|---|---|---|---|",
+        f"| (judge) | class / sub-mode-given-class accuracy, real test split | "
+        f"{a['class']:.4f} / {a['submode_given_class']:.4f} | >= 0.98 / >= 0.97 |",
+        f"| domain gap | style_c2st: web corpus vs photo test split | "
+        f"{_cell(report['style_c2st'])} | {TARGETS['style_c2st']} |",
+    ]
+    for pair, e in report["real_confusion"].items():
+        lines.append(f"| confusion | real test split, {pair} | {_cell(e)} | "
+                     f"{TARGETS['real_confusion']} |")
+    for c, rate in report["caption_noise"].items():
+        lines.append(f"| confusion | caption noise of {c}'s corpus (measured) | {rate:.3f} | "
+                     f"{report['settings']['caption_noise']} (the setting) |")
+    cov = report["coverage"]
+    lines.append(f"| tail coverage | coverage, head / tail mean | {cov['head_mean']:.3f} / "
+                 f"{cov['tail_mean']:.3f} | low for tail |")
+    missing = {c: m for c, m in report["missing_submodes"].items() if m}
+    lines.append(f"| tail coverage | sub-modes without a training image | "
+                 f"{'; '.join(f'{c}: {m}' for c, m in missing.items()) or 'none'} | - |")
+    if "fidelity_w1" in report:
+        lines.append(f"| pre-trained model | class fidelity from noise, w = 1 | "
+                     f"{_cell(report['fidelity_w1'])} | {TARGETS['fidelity_w1']} |")
+    if "mode_seeking" in report:
+        lines.append(f"| mode-seeking | submode_tv(w=3) - submode_tv(w=1), from noise | "
+                     f"{_cell(report['mode_seeking'])} | {TARGETS['mode_seeking']} |")
+    if "img2img_c2st" in report:
+        lines.append(f"| domain gap | img2img (plain CFG) vs real test split, C2ST | "
+                     f"{_cell(report['img2img_c2st'])} | {TARGETS['img2img_c2st']} |")
+        for pair, e in report["img2img_confusion"].items():
+            lines.append(f"| confusion | img2img plain CFG, {pair} | {_cell(e)} | "
+                         f"{TARGETS['img2img_confusion']} |")
+    per_class = ", ".join(f"{c} {v:.2f} ({report['training_counts'][c]})"
+                          for c, v in cov["per_class"].items())
+    lines += ["", f"Coverage per class (training images in brackets): {per_class}."]
+    return "\n".join(lines) + "\n"
