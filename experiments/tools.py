@@ -19,6 +19,32 @@ TOOLS: dict[str, str] = {
     "checksum": "experiments.assets:checksum",
 }
 
+SUBCOMMANDS = {
+    "fit": "train a model (classifier, diffusion fine-tune / pre-training)",
+    "validate": "validate a model on the validation split",
+    "test": "test a classifier: head / tail / overall top-1 and a per-class CSV",
+    "predict": "generate images (synthesis), or features (clustering)",
+    "pipeline": "run a list of stages (the main job, ablations, baselines) and their tables",
+    "table": "head / tail / overall table of finished classifier runs",
+    "judge": "what synthetic sets depict: fidelity, confusion, diversity, sub-modes",
+    "world": "the planted problems of the embedded world, measured with its judge",
+    "negatives": "DiSC-DS stage 1b: each class's most confusable class from a reference set",
+    "evaluate-synthetic": "FID / IS of a synthetic set against a real split",
+    "plots": "every picture a finished run allows",
+    "sweep": "a W&B sweep YAML run locally, without a W&B server",
+    "trial": "one sweep trial (the command a W&B agent runs)",
+    "checksum": "verify (or record) the checksums of a shipped model directory",
+}
+
+
+def usage() -> str:
+    """The top-level help: every subcommand, one line each."""
+    width = max(map(len, SUBCOMMANDS))
+    lines = [f"  {name:<{width}}  {text}" for name, text in SUBCOMMANDS.items()]
+    return ("usage: python -m experiments <subcommand> --config <yaml> [--key value ...]\n\n"
+            "subcommands:\n" + "\n".join(lines) +
+            "\n\n'python -m experiments <subcommand> --help' lists a subcommand's options.")
+
 
 def _resolve(target: str) -> Callable:
     module, _, name = target.partition(":")
