@@ -44,6 +44,7 @@ from datamodules.manifest import (
 from lightning_modules.sampling.diagnostics import summarize, summary_line
 
 RECORD_KEY = "generation"
+PROGRESS_SECONDS = 30.0  # a progress line (images/s, ETA) at most this often
 GUIDANCE_KEY = "guidance"
 TMP_SUFFIX = ".tmp"
 
@@ -174,6 +175,8 @@ class GenerationWriter(BasePredictionWriter):
         self._root: Path | None = None
         self._written = 0
         self._start = 0.0
+        self._pending = 0
+        self._next_report = 0.0
 
     @property
     def root(self) -> Path:
@@ -236,6 +239,8 @@ class GenerationWriter(BasePredictionWriter):
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._written, self._start = 0, time.perf_counter()
+        self._pending = len(trainer.datamodule.pending)
+        self._next_report = time.perf_counter() + PROGRESS_SECONDS
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
@@ -244,6 +249,14 @@ class GenerationWriter(BasePredictionWriter):
         for image, row, record in zip(prediction.images, prediction.rows, guidance):
             write_png(self.root / row.path, image, row, record)
         self._written += len(prediction.rows)
+        now = time.perf_counter()
+        if now >= self._next_report and trainer.is_global_zero:
+            self._next_report = now + PROGRESS_SECONDS
+            rate = self._written / max(now - self._start, 1e-9)  # this process's images/s
+            left = max(self._pending - self._written * trainer.world_size, 0)
+            eta = left / max(rate * trainer.world_size, 1e-9)
+            rank_zero_info(f"generation: {self._written * trainer.world_size} of {self._pending} "
+                           f"images, {rate * trainer.world_size:.1f} images/s, ETA {eta:.0f} s")
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "predict" or self._root is None:
