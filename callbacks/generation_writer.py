@@ -84,14 +84,15 @@ def read_record(path: Path, decode: bool = False) -> ManifestRow | None:
         return None
 
 
-def read_png_guidance(path: Path) -> dict | None:
-    """The guidance diagnostics stored in a PNG, or None."""
+def read_png_texts(path: Path) -> tuple[ManifestRow | None, dict | None]:
+    """(generation record, guidance diagnostics) stored in a PNG, each None if absent."""
     try:
         with Image.open(path) as image:
-            text = image.info.get(GUIDANCE_KEY)
-        return None if text is None else json.loads(text)
-    except (OSError, SyntaxError, ValueError):
-        return None
+            record, guidance = image.info.get(RECORD_KEY), image.info.get(GUIDANCE_KEY)
+        row = None if record is None else ManifestRow(**json.loads(record))
+        return row, None if guidance is None else json.loads(guidance)
+    except (OSError, SyntaxError, ValueError, TypeError):
+        return None, None
 
 
 def remove_temporary_files(output_dir: Path) -> int:
@@ -268,8 +269,8 @@ class GenerationWriter(BasePredictionWriter):
         seconds = float(trainer.strategy.reduce(stats, reduce_op="max").item())
         trainer.strategy.barrier("generation_writer_manifest")
         if trainer.is_global_zero:
-            self.rebuild_manifest(trainer.datamodule.all_requests)
-            summary = self.rebuild_guidance(trainer.datamodule.all_requests)
+            paths = [r.relative_path for r in trainer.datamodule.all_requests]
+            _, _, summary = rebuild_set(self.root, paths)
             if summary is not None:
                 _log_guidance(trainer, summary)
         if written:
@@ -279,40 +280,56 @@ class GenerationWriter(BasePredictionWriter):
             )
         trainer.strategy.barrier("generation_writer_done")
 
-    def rebuild_guidance(self, requests: Sequence[GenerationRequest]) -> dict | None:
-        """Rewrite ``guidance.jsonl`` and ``guidance_summary.json`` from the PNGs' diagnostics;
-        returns the summary (None when no image carries diagnostics)."""
-        records = []
-        for request in requests:
-            path = self.root / request.relative_path
-            row, guidance = read_record(path), read_png_guidance(path)
-            if row is not None and guidance is not None:
-                records.append({"path": row.path, "sampler": row.sampler, **guidance})
-        if not records:
-            return None
-        write_guidance(self.root, records)
-        summary = {"sampler": records[0]["sampler"], "unit": "per image",
-                   **summarize(records)}
-        atomic_write_text(self.root / GUIDANCE_SUMMARY_NAME, json.dumps(summary, indent=1))
-        rank_zero_info(f"generation: guidance ({summary['sampler']}) {summary_line(summary)}")
-        return summary
 
-    def rebuild_manifest(self, requests: Sequence[GenerationRequest]) -> Path:
-        """Rewrite ``manifest.jsonl`` from the PNG records of ``requests`` (in request order)."""
-        rows, missing = [], 0
-        for request in requests:
-            row = read_record(self.root / request.relative_path)
-            if row is None:
-                missing += 1
-            else:
-                rows.append(row)
-        path = write_manifest(self.root / MANIFEST_NAME, rows)
-        message = f"generation: manifest {path} has {len(rows)} of {len(requests)} images"
-        if missing:
-            rank_zero_warn(f"{message}; {missing} missing: run the same command again to finish")
-        else:
-            rank_zero_info(message)
-        return path
+def rebuild_set(root: Path, relative_paths: Sequence[str]) -> tuple[int, int, dict | None]:
+    """Rewrite ``manifest.jsonl``, ``guidance.jsonl`` and ``guidance_summary.json`` of a set
+    from the records in the PNGs at ``relative_paths`` (in that order), atomically.
+
+    Returns:
+        (images found, images missing, the guidance summary or None).
+    """
+    rows, guidance, missing = [], [], 0
+    for relative in relative_paths:
+        row, record = read_png_texts(root / relative)
+        if row is None:
+            missing += 1
+            continue
+        rows.append(row)
+        if record is not None:
+            guidance.append({"path": row.path, "sampler": row.sampler, **record})
+    path = write_manifest(root / MANIFEST_NAME, rows)
+    message = f"generation: manifest {path} has {len(rows)} of {len(relative_paths)} images"
+    if missing:
+        rank_zero_warn(f"{message}; {missing} missing: run the same command again to finish "
+                       "(sharded: once every shard has finished, python -m experiments manifest "
+                       f"--directory {root})")
+    else:
+        rank_zero_info(message)
+    summary = None
+    if guidance:
+        write_guidance(root, guidance)
+        summary = {"sampler": guidance[0]["sampler"], "unit": "per image", **summarize(guidance)}
+        atomic_write_text(root / GUIDANCE_SUMMARY_NAME, json.dumps(summary, indent=1))
+        rank_zero_info(f"generation: guidance ({summary['sampler']}) {summary_line(summary)}")
+    return len(rows), missing, summary
+
+
+def rebuild_manifest_of_directory(directory: str) -> int:
+    """``python -m experiments manifest --directory <set>``: the set's manifest (and guidance
+    files) from every PNG under ``<set>/images``, in request order (by seed), e.g. after the
+    shards of a sharded generation have all finished. Returns the number of images."""
+    root = Path(directory)
+    if not (root / "images").is_dir():
+        raise FileNotFoundError(f"directory={directory!r}: no images/ folder of generated PNGs")
+    remove_temporary_files(root)
+    records = []
+    for path in sorted((root / "images").glob("*/*.png")):
+        row = read_record(path)
+        if row is None:
+            raise ValueError(f"{path}: no generation record (not written by this project?)")
+        records.append((row.seed, str(path.relative_to(root))))
+    found, _, _ = rebuild_set(root, [relative for _, relative in sorted(records)])
+    return found
 
 
 def _log_guidance(trainer: L.Trainer, summary: dict) -> None:

@@ -96,6 +96,19 @@ def read_negatives(path: str | Path, class_names: Sequence[str]) -> dict[str, st
     return negatives
 
 
+def parse_shard(shard: str | None) -> tuple[int, int] | None:
+    """``"k/N"`` -> ``(k, N)`` with 0 <= k < N (None: no sharding)."""
+    if shard is None:
+        return None
+    try:
+        k, n = (int(part) for part in str(shard).split("/"))
+    except ValueError:
+        k, n = -1, 0
+    if not 0 <= k < n:
+        raise ValueError(f"shard={shard!r}: expected 'k/N' with 0 <= k < N, e.g. '0/8'")
+    return k, n
+
+
 class RequestDataset(Dataset):
     """Requests, with their source image loaded as a (3, S, S) tensor in [0, 1]."""
 
@@ -169,6 +182,10 @@ class GenerationRequests(L.LightningDataModule):
         base_seed: Seed of request 0; request i gets ``base_seed + i``.
         batch_size: Requests per batch and process.
         num_workers: DataLoader workers.
+        shard: ``"k/N"``: generate only the requests whose index is k modulo N, with no
+            collective between shards, so that N independent jobs (a SLURM array) write one
+            set; ``python -m experiments manifest --directory <out>`` (or the last shard to
+            finish) then writes the manifest of the union, identical to a one-process run's.
     """
 
     def __init__(
@@ -183,8 +200,10 @@ class GenerationRequests(L.LightningDataModule):
         base_seed: int = 0,
         batch_size: int = 8,
         num_workers: int = 0,
+        shard: str | None = None,
     ) -> None:
         super().__init__()
+        self.shard = parse_shard(shard)
         for name, value in (("per_class", per_class), ("target", target)):
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0 or None, got {value}")
@@ -282,15 +301,20 @@ class GenerationRequests(L.LightningDataModule):
         """Every request of the run, done or not (built once)."""
         if self._all is None:
             self._all = self.build_requests()
-            self.pending = list(self._all)
+            self.pending = [r for r in self._all if self.in_shard(r)]
         return self._all
+
+    def in_shard(self, request: GenerationRequest) -> bool:
+        """Whether this process's shard (all requests without one) generates ``request``."""
+        return self.shard is None or request.index % self.shard[1] == self.shard[0]
 
     def skip(self, indices: set[int]) -> None:
         """Leave out the requests with these indices (their images exist already)."""
-        self.pending = [r for r in self.all_requests if r.index not in indices]
+        self.pending = [r for r in self.all_requests if r.index not in indices and self.in_shard(r)]
+        shard = "" if self.shard is None else f" (shard {self.shard[0]}/{self.shard[1]})"
         rank_zero_info(
             f"generation: {len(self.all_requests)} requested, {len(indices)} already done, "
-            f"{len(self.pending)} to generate"
+            f"{len(self.pending)} to generate{shard}"
         )
 
     # ---- Lightning hooks ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ TOOLS: dict[str, str] = {
     "plots": "experiments.plots:render_plots",
     "negatives": "experiments.negatives:select_negatives",
     "checksum": "experiments.assets:checksum",
+    "manifest": "callbacks.generation_writer:rebuild_manifest_of_directory",
 }
 
 SUBCOMMANDS = {
@@ -34,6 +35,7 @@ SUBCOMMANDS = {
     "sweep": "a W&B sweep YAML run locally, without a W&B server",
     "trial": "one sweep trial (the command a W&B agent runs)",
     "checksum": "verify (or record) the checksums of a shipped model directory",
+    "manifest": "rebuild a synthetic set's manifest from its PNGs (after sharded generation)",
 }
 
 

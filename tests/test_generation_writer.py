@@ -17,9 +17,10 @@ from lightning_modules.synthesis import Synthesizer
 
 
 def _generate(
-    real, out: Path, variant: str = "cads", regenerate_changed: bool = False, **trainer_kwargs
+    real, out: Path, variant: str = "cads", regenerate_changed: bool = False,
+    shard: str | None = None, **trainer_kwargs
 ) -> GenerationWriter:
-    datamodule = GenerationRequests(real, per_class=1, image_size=32, batch_size=3)
+    datamodule = GenerationRequests(real, per_class=1, image_size=32, batch_size=3, shard=shard)
     model = Synthesizer(
         tiny=TinyDiffusionConfig(), guidance=GuidanceConfig(variant=variant),
         num_inference_steps=2, strength=0.8,
@@ -136,3 +137,24 @@ def test_ddp_resume_with_fewer_pending_images_than_processes(
     _generate(tiny_datamodule, out, devices=2, strategy="ddp_fork")
     assert _pngs(out) == single_process
     assert len(read_manifest(out, tiny_datamodule.dataset_info.class_names)) == 10
+
+
+def test_independent_shards_write_the_one_process_set(single_process, tiny_datamodule, tmp_path):
+    """Shards 0/3, 1/3, 2/3 (independent jobs, no collective) give the one-process images; the
+    manifest of their union, rebuilt by the manifest tool, is the one-process manifest."""
+    from callbacks.generation_writer import rebuild_manifest_of_directory
+
+    whole = tmp_path / "whole"
+    _generate(tiny_datamodule, whole, devices=1)
+    out = tmp_path / "sharded"
+    for k in range(3):
+        _generate(tiny_datamodule, out, shard=f"{k}/3", devices=1)
+        if k == 0:
+            assert len(_pngs(out)) == 4  # requests 0, 3, 6, 9
+    assert _pngs(out) == single_process
+    (out / "manifest.jsonl").unlink()
+    assert rebuild_manifest_of_directory(str(out)) == 10
+    for name in ("manifest.jsonl", "guidance.jsonl"):
+        assert (out / name).read_bytes() == (whole / name).read_bytes()
+    with pytest.raises(ValueError, match="shard='3/3': expected 'k/N' with 0 <= k < N"):
+        GenerationRequests(tiny_datamodule, shard="3/3")
