@@ -25,6 +25,27 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise CorruptImageError(f"cannot decode image {path}: {err}") from err
 
 
+def verify_images(samples: Sequence[Sample], what: str, decode: bool = False) -> None:
+    """Open every image's header (``decode``: decode it fully) before any work starts.
+
+    Raises:
+        CorruptImageError: Naming how many files failed and the first few.
+    """
+    bad = []
+    for sample in samples:
+        try:
+            with Image.open(sample.path) as image:  # reads the header only
+                if decode:
+                    image.load()
+        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            bad.append(f"{sample.path} ({err})")
+    if bad:
+        raise CorruptImageError(
+            f"{len(bad)} of {len(samples)} images of {what} cannot be read: {bad[:3]}"
+            f"{' ...' if len(bad) > 3 else ''}; fix or remove them, or set skip_corrupt: true"
+        )
+
+
 def drop_corrupt(samples: Sequence[Sample], what: str) -> list[Sample]:
     """Return the decodable samples, warning with the count and the first paths dropped."""
     kept, skipped = [], []

@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from datamodules.dataset import ImageListDataset, drop_corrupt
+from datamodules.dataset import ImageListDataset, drop_corrupt, verify_images
 from datamodules.epoch_seeds import (
     EpochShuffle,
     SeededDataset,
@@ -54,6 +54,9 @@ class LongTailDataModule(L.LightningDataModule):
         num_head_classes: Head = this many classes with the most training images.
         head_threshold: Alternatively, head = classes with at least this many images.
         skip_corrupt: Drop undecodable images at setup (counted and logged) instead of failing.
+        verify_images: Before any work starts, open every image's header (``"header"``, a
+            fraction of a millisecond per image), decode every image (``"decode"``) or neither
+            (``"none"``); an unreadable image fails then, naming the file, not in epoch 0.
         predict_split: Which split ``predict`` iterates (eval transforms), e.g. for features.
         resample: Class-aware resampling of the training set: ``"oversample"`` (ROS),
             ``"undersample"`` (RUS) or ``"class_balanced"``; ``"none"`` shuffles.
@@ -78,6 +81,7 @@ class LongTailDataModule(L.LightningDataModule):
         num_head_classes: int | None = None,
         head_threshold: int | None = None,
         skip_corrupt: bool = False,
+        verify_images: Literal["header", "decode", "none"] = "header",
         predict_split: Literal["train", "test"] = "train",
         resample: ResampleMode = "none",
         val_per_class: int = 0,
@@ -97,6 +101,11 @@ class LongTailDataModule(L.LightningDataModule):
         self.num_head_classes = num_head_classes
         self.head_threshold = head_threshold
         self.skip_corrupt = skip_corrupt
+        if verify_images not in ("header", "decode", "none"):
+            raise ValueError(
+                f"verify_images={verify_images!r}: expected 'header', 'decode' or 'none'"
+            )
+        self.verify_images = verify_images
         self.predict_split = predict_split
         self.resample = resample
         self.val_per_class = val_per_class
@@ -123,6 +132,10 @@ class LongTailDataModule(L.LightningDataModule):
                     drop_corrupt(index.test, "the test split"),
                     index.split_source,
                 )
+            elif self.verify_images != "none":
+                for samples, what in ((index.train, "the training split"),
+                                      (index.test, "the test split")):
+                    verify_images(samples, what, decode=self.verify_images == "decode")
             self._index = index
             rank_zero_info(
                 f"{type(self).__name__}: {len(index.class_names)} classes, "

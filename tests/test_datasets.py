@@ -123,7 +123,21 @@ def test_corrupt_image_error_names_the_file_and_skip_corrupt_counts(tmp_path):
     root = make_food101(tmp_path / "food-101")
     bad = root / "images" / "bibimbap" / "train2.jpg"
     bad.write_bytes(b"not a jpeg")
-    dm = Food101LT(root=str(root), image_size=16, resize_size=16, num_head_classes=1)
+    # the headers are checked before any work starts
+    with pytest.raises(CorruptImageError, match=r"1 of 18 images of the training split cannot "
+                                                r"be read: \[.*train2.jpg"):
+        Food101LT(root=str(root), image_size=16, resize_size=16, num_head_classes=1).setup("fit")
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
+    noise.save(bad, quality=95)
+    bad.write_bytes(bad.read_bytes()[:1500])  # a valid header, the pixels cut off
+    Food101LT(root=str(root), num_head_classes=1).index
+    with pytest.raises(CorruptImageError, match="train2.jpg"):
+        Food101LT(root=str(root), num_head_classes=1, verify_images="decode").index
+
+    # without the check, the file fails when it is read, naming it
+    bad.write_bytes(b"not a jpeg")
+    dm = Food101LT(root=str(root), image_size=16, resize_size=16, num_head_classes=1,
+                   verify_images="none")
     dm.setup("fit")
     index = [s.path for s in dm.datasets["train"].samples].index(str(bad))
     with pytest.raises(CorruptImageError, match="train2.jpg"):
