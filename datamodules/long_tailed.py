@@ -14,7 +14,7 @@ from typing import Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datamodules.dataset import ImageListDataset, drop_corrupt, verify_images
@@ -29,7 +29,7 @@ from datamodules.info import DatasetInfo
 from datamodules.layout import Sample
 from datamodules.long_tail import head_mask, hold_out_per_class
 from datamodules.resampling import ClassResampler, ResampleMode
-from datamodules.transforms import eval_transform, train_transform
+from datamodules.transforms import eval_transform, train_crop, train_transform
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,12 @@ class LongTailDataModule(L.LightningDataModule):
         batch_size: Per-process batch size.
         num_workers: DataLoader workers.
         image_size: Crop size fed to the model.
-        resize_size: Eval resize (shorter side) before the center crop.
+        resize_size: Eval resize (shorter side) before the center crop; default: ``image_size``
+            x 8 / 7 (256 for 224). A resize far larger than the crop warns: the evaluation
+            would see a small centre patch.
         crop_scale: RandomResizedCrop scale range for training.
+        crop_ratio: RandomResizedCrop aspect-ratio range.
+        flip: Random horizontal flips in training.
         num_head_classes: Head = this many classes with the most training images.
         head_threshold: Alternatively, head = classes with at least this many images.
         skip_corrupt: Drop undecodable images at setup (counted and logged) instead of failing.
@@ -76,8 +80,10 @@ class LongTailDataModule(L.LightningDataModule):
         batch_size: int = 128,
         num_workers: int = 0,
         image_size: int = 224,
-        resize_size: int = 256,
+        resize_size: int | None = None,
         crop_scale: tuple[float, float] = (0.08, 1.0),
+        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        flip: bool = True,
         num_head_classes: int | None = None,
         head_threshold: int | None = None,
         skip_corrupt: bool = False,
@@ -89,6 +95,13 @@ class LongTailDataModule(L.LightningDataModule):
         holdout_seed: int = 0,
     ) -> None:
         super().__init__()
+        resize_size = round(image_size * 8 / 7) if resize_size is None else resize_size
+        if resize_size > 2 * image_size:
+            rank_zero_warn(
+                f"resize_size={resize_size} is more than twice image_size={image_size}: the "
+                "evaluation center-crops a small patch of each image (leave resize_size unset "
+                "to follow image_size)"
+            )
         if resize_size < image_size:
             raise ValueError(f"resize_size={resize_size}: expected >= image_size={image_size}")
         if val_per_class < 0:
@@ -98,6 +111,8 @@ class LongTailDataModule(L.LightningDataModule):
         self.image_size = image_size
         self.resize_size = resize_size
         self.crop_scale = tuple(crop_scale)
+        self.crop_ratio = tuple(crop_ratio)
+        self.flip = flip
         self.num_head_classes = num_head_classes
         self.head_threshold = head_threshold
         self.skip_corrupt = skip_corrupt
@@ -170,7 +185,8 @@ class LongTailDataModule(L.LightningDataModule):
         val, test = self.validation_split()
         self.datasets = {
             "train": ImageListDataset(
-                index.train, train_transform(self.image_size, self.crop_scale)
+                index.train,
+                train_transform(self.image_size, self.crop_scale, self.crop_ratio, self.flip),
             ),
             "val": ImageListDataset(val, eval_tf),
             "test": ImageListDataset(test, eval_tf),
@@ -178,6 +194,11 @@ class LongTailDataModule(L.LightningDataModule):
                 index.train if self.predict_split == "train" else index.test, eval_tf
             ),
         }
+
+    @property
+    def train_crop(self):
+        """The training crop and flip on uint8 tensors (the decoded-cache path's transform)."""
+        return train_crop(self.image_size, self.crop_scale, self.crop_ratio, self.flip)
 
     def validation_split(self) -> tuple[list[Sample], list[Sample]]:
         """(validation images, test images): both the test split unless ``val_per_class``."""

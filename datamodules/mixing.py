@@ -18,6 +18,13 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import ConcatDataset, DataLoader
 
 from datamodules.dataset import ImageListDataset
+from datamodules.decoded_cache import DecodedImages, build_decoded_cache
+from datamodules.device_batch import (
+    PlannedUint8Collate,
+    Uint8Batch,
+    collate_uint8,
+    to_training_batch,
+)
 from datamodules.epoch_seeds import (
     EpochShuffle,
     SeededDataset,
@@ -47,6 +54,12 @@ class RealSyntheticDataModule(L.LightningDataModule):
         synthetic_ratio: Cap per class of synthetic : real images (e.g. ``1.0``: at most as many
             synthetic as real images of that class).
         tail_only: Use synthetic images of tail classes only.
+        input_path: ``"decoded_cache"``: every training image is decoded once into a uint8
+            memory-mapped cache (:mod:`datamodules.decoded_cache`), workers only crop and flip,
+            and float conversion, normalisation and Mixup run on the device; ``"files"``:
+            decode, crop, normalise and mix in the workers. The same crop and plan give the
+            same batch in both.
+        cache_dir: Where decoded caches are kept (keyed by the image list and the resize).
         seed: Seed of each epoch's order, batch plans and augmentation; ``None``: the run's
             ``seed_everything`` (see :mod:`datamodules.epoch_seeds`).
     """
@@ -61,10 +74,14 @@ class RealSyntheticDataModule(L.LightningDataModule):
         synthetic_ratio: float | None = None,
         tail_only: bool = False,
         seed: int | None = None,
+        input_path: Literal["decoded_cache", "files"] = "decoded_cache",
+        cache_dir: str = ".cache/lt-food-synth/decoded",
     ) -> None:
         super().__init__()
         if mode not in ("none", "mixup_random", "mixup_all"):
             raise ValueError(f"mode={mode!r}: expected 'none', 'mixup_random' or 'mixup_all'")
+        if input_path not in ("decoded_cache", "files"):
+            raise ValueError(f"input_path={input_path!r}: expected 'decoded_cache' or 'files'")
         if getattr(real, "resample", "none") != "none":
             raise ValueError(
                 f"real.resample={real.resample!r}: class resampling of the real set is not applied "
@@ -78,6 +95,8 @@ class RealSyntheticDataModule(L.LightningDataModule):
         self.synthetic_ratio = synthetic_ratio
         self.tail_only = tail_only
         self.seed = seed
+        self.input_path = input_path
+        self.cache_dir = cache_dir
         self.synthetic_samples: list[Sample] = []
         self.train_set: ConcatDataset | None = None
         self._info: DatasetInfo | None = None
@@ -95,6 +114,13 @@ class RealSyntheticDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         self.real.prepare_data()
+        if self.input_path == "decoded_cache":  # one process per node decodes every image
+            self._decoded_cache()
+
+    def _decoded_cache(self):
+        self.dataset_info  # noqa: B018 - selects the synthetic images
+        samples = [*self.real.index.train, *self.synthetic_samples]
+        return build_decoded_cache(samples, self.real.resize_size, self.cache_dir), samples
 
     def select_synthetic(self) -> list[Sample]:
         """Every manifest row, validated, then filtered by the per-class options."""
@@ -119,11 +145,16 @@ class RealSyntheticDataModule(L.LightningDataModule):
         self.real.setup(stage)
         real_train = self.real.datasets["train"]
         self.dataset_info  # noqa: B018 - reads and selects the synthetic images once
-        synthetic = ImageListDataset(self.synthetic_samples, real_train.transform)
-        self.train_set = ConcatDataset([real_train, synthetic])
+        if self.input_path == "decoded_cache":
+            root, samples = self._decoded_cache()
+            self.train_set = DecodedImages(root, [s.label for s in samples], self.real.train_crop)
+        else:
+            synthetic = ImageListDataset(self.synthetic_samples, real_train.transform)
+            self.train_set = ConcatDataset([real_train, synthetic])
         rank_zero_info(
-            f"{type(self).__name__}: {len(real_train)} real + {len(synthetic)} synthetic training "
-            f"images from {len(self.synthetic)} manifest(s), mode={self.mode}"
+            f"{type(self).__name__}: {len(real_train)} real + {len(self.synthetic_samples)} "
+            f"synthetic training images from {len(self.synthetic)} manifest(s), mode={self.mode}, "
+            f"input path {self.input_path}"
         )
 
     @property
@@ -135,16 +166,26 @@ class RealSyntheticDataModule(L.LightningDataModule):
         common = dict(num_workers=self.real.num_workers,
                       persistent_workers=self.real.num_workers > 0,
                       pin_memory=torch.cuda.is_available())
-        seed = run_seed(self.seed)
+        seed, cached = run_seed(self.seed), self.input_path == "decoded_cache"
         if self.mode == "none":
             order = TrainerEpoch(SeededSampler(EpochShuffle(len(self.train_set), seed), seed), self)
             return DataLoader(SeededDataset(self.train_set), batch_size=self.real.batch_size,
-                              sampler=order, **common)
+                              sampler=order, collate_fn=collate_uint8 if cached else None,
+                              **common)
         planner = MixupPlanner(self.mode, self.is_synthetic, self.real.batch_size, seed)
         planner = TrainerEpoch(planner, self)
-        collate = MixupCollate(self.dataset_info.num_classes, self.mixup_alpha)
+        if cached:
+            collate = PlannedUint8Collate(self.mixup_alpha)
+        else:
+            collate = MixupCollate(self.dataset_info.num_classes, self.mixup_alpha)
         return DataLoader(PlannedBatches(self.train_set), sampler=planner, batch_size=None,
                           collate_fn=collate, **common)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """The decoded cache's uint8 batches become model input here, on the device."""
+        if isinstance(batch, Uint8Batch):
+            return to_training_batch(batch, self.dataset_info.num_classes)
+        return batch
 
     def val_dataloader(self) -> DataLoader:
         return self.real.val_dataloader()

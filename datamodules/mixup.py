@@ -153,6 +153,33 @@ class PlannedBatches(Dataset):
         return [seeded_call(derive_seed(plan.seed, k), fetch, i) for k, i in enumerate(items)], plan
 
 
+def mix_rows(
+    images: torch.Tensor, labels: torch.Tensor, partners: torch.Tensor, lam: float,
+    num_classes: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Mixup of a planned batch: ``(images, soft targets)`` of its output rows.
+
+    ``images`` (n, ...) and ``labels`` (n,) hold the rows then the partner-only extras;
+    ``partners`` (rows,) gives each row's partner position (-1: not mixed). A mixed row is
+    ``lam * x_row + (1 - lam) * x_partner``, its target mixed the same way. The one formula of
+    both input paths (in the worker, or on the device for the decoded cache).
+    """
+    targets = torch.nn.functional.one_hot(labels, num_classes).to(images.dtype)
+    rows = len(partners)
+    mixed = partners >= 0
+    out_x, out_y = images[:rows].clone(), targets[:rows].clone()
+    if mixed.any():
+        src = partners[mixed]
+        out_x[mixed] = lam * images[:rows][mixed] + (1 - lam) * images[src]
+        out_y[mixed] = lam * targets[:rows][mixed] + (1 - lam) * targets[src]
+    return out_x, out_y
+
+
+def plan_lam(plan: BatchPlan, alpha: float) -> float:
+    """The batch's mixing weight lam ~ Beta(alpha, alpha), drawn from the plan's own seed."""
+    return float(np.random.default_rng(plan.seed).beta(alpha, alpha))
+
+
 class MixupCollate:
     """Stacks a planned batch and mixes it: returns ``(images, soft_targets)``.
 
@@ -168,20 +195,11 @@ class MixupCollate:
         self.alpha = alpha
 
     def lam(self, plan: BatchPlan) -> float:
-        return float(np.random.default_rng(plan.seed).beta(self.alpha, self.alpha))
+        return plan_lam(plan, self.alpha)
 
     def __call__(self, fetched) -> tuple[torch.Tensor, torch.Tensor]:
         samples, plan = fetched
         images = torch.stack([s[0] for s in samples])
         labels = torch.tensor([s[1] for s in samples])
-        targets = torch.nn.functional.one_hot(labels, self.num_classes).float()
-        rows = len(plan.indices)
         partners = torch.tensor(plan.partners)
-        mixed = partners >= 0
-        out_x, out_y = images[:rows].clone(), targets[:rows].clone()
-        if mixed.any():
-            lam = self.lam(plan)
-            src = partners[mixed]
-            out_x[mixed] = lam * images[:rows][mixed] + (1 - lam) * images[src]
-            out_y[mixed] = lam * targets[:rows][mixed] + (1 - lam) * targets[src]
-        return out_x, out_y
+        return mix_rows(images, labels, partners, self.lam(plan), self.num_classes)

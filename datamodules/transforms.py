@@ -1,34 +1,54 @@
-"""Train and eval image transforms (torchvision v2)."""
+"""Train and eval image transforms (torchvision v2).
+
+Training crops and flips the decoded uint8 image (:func:`train_crop`); float conversion and
+normalisation (:func:`to_model_input`) follow, in the worker for the file path or on the device
+for the decoded cache (:mod:`datamodules.device_batch`): the same functions in both, so the two
+input paths give the same tensors for the same crop.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+from torch import Tensor
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _to_normalized_tensor(mean: Sequence[float], std: Sequence[float]) -> list:
-    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+def train_crop(
+    image_size: int,
+    crop_scale: tuple[float, float] = (0.08, 1.0),
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    flip: bool = True,
+) -> v2.Compose:
+    """uint8 image tensor -> RandomResizedCrop (+ horizontal flip) -> uint8 ``(3, S, S)``."""
+    steps = [v2.RandomResizedCrop(image_size, scale=crop_scale, ratio=crop_ratio,
+                                  antialias=True)]
+    if flip:
+        steps.append(v2.RandomHorizontalFlip())
+    return v2.Compose(steps)
+
+
+def to_model_input(
+    images: Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> Tensor:
+    """uint8 ``(..., 3, H, W)`` -> float32 in [0, 1], normalised (single images or batches)."""
+    return TF.normalize(TF.to_dtype(images, torch.float32, scale=True), list(mean), list(std))
 
 
 def train_transform(
     image_size: int,
     crop_scale: tuple[float, float] = (0.08, 1.0),
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    flip: bool = True,
 ) -> v2.Compose:
-    """RandomResizedCrop + horizontal flip + normalisation."""
-    return v2.Compose(
-        [
-            v2.RandomResizedCrop(image_size, scale=crop_scale, antialias=True),
-            v2.RandomHorizontalFlip(),
-            *_to_normalized_tensor(mean, std),
-        ]
-    )
+    """PIL image -> uint8 tensor -> :func:`train_crop` -> :func:`to_model_input`."""
+    return v2.Compose([v2.PILToTensor(), train_crop(image_size, crop_scale, crop_ratio, flip),
+                       to_model_input])
 
 
 def eval_transform(
@@ -42,6 +62,8 @@ def eval_transform(
         [
             v2.Resize(resize_size, antialias=True),
             v2.CenterCrop(image_size),
-            *_to_normalized_tensor(mean, std),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
         ]
     )

@@ -78,10 +78,13 @@ def test_bad_manifest_rows_are_named(tiny_datamodule, synthetic_manifest, corrup
         RealSyntheticDataModule(tiny_datamodule, [str(synthetic_manifest)]).select_synthetic()
 
 
-def test_mixup_all_loader_yields_soft_targets(tiny_datamodule, synthetic_manifest):
-    dm = RealSyntheticDataModule(tiny_datamodule, [str(synthetic_manifest)], mode="mixup_all")
+@pytest.mark.parametrize("input_path", ["decoded_cache", "files"])
+def test_mixup_all_loader_yields_soft_targets(tiny_datamodule, synthetic_manifest, tmp_path,
+                                              input_path):
+    dm = RealSyntheticDataModule(tiny_datamodule, [str(synthetic_manifest)], mode="mixup_all",
+                                 input_path=input_path, cache_dir=str(tmp_path))
     dm.setup("fit")
-    batches = list(dm.train_dataloader())
+    batches = [dm.on_after_batch_transfer(b, 0) for b in dm.train_dataloader()]
     assert sum(x.shape[0] for x, _ in batches) == len(dm.train_set)
     for x, y in batches:
         assert y.shape == (x.shape[0], 10)
