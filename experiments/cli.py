@@ -8,6 +8,7 @@ without a ``save_dir`` and checkpoint callbacks without a ``dirpath`` are pointe
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -95,7 +96,7 @@ def lightning_cli(args: list[str] | None = None, run: bool = True) -> Experiment
     """Build (and by default run) the experiment CLI; ``args`` as on the command line."""
     failed = False
     try:
-        return ExperimentCLI(
+        cli = ExperimentCLI(
             model_class=L.LightningModule,
             datamodule_class=L.LightningDataModule,
             subclass_mode_model=True,
@@ -108,12 +109,23 @@ def lightning_cli(args: list[str] | None = None, run: bool = True) -> Experiment
             args=args,
             run=run,
         )
+        if run:
+            _write_metrics(cli)
+        return cli
     except BaseException:
         failed = True
         raise
     finally:
         if run:
             finish_wandb_run(exit_code=1 if failed else 0)
+
+
+def _write_metrics(cli: ExperimentCLI) -> None:
+    """The run's metrics as JSON where a pipeline that started it as a process asked for them."""
+    path = os.environ.get("LT_FOOD_SYNTH_METRICS_OUT")
+    if path and cli.trainer.is_global_zero:
+        metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
+        Path(path).write_text(json.dumps(metrics))
 
 
 def finish_wandb_run(exit_code: int = 0) -> None:

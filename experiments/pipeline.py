@@ -40,6 +40,7 @@ from experiments.seed_stats import summarize
 from experiments.table import Row, write_table
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+METRICS_ENV = "LT_FOOD_SYNTH_METRICS_OUT"  # where a stage run as its own process puts metrics
 TEST_METRICS = ["test/acc_overall", "test/acc_head", "test/acc_tail"]
 
 
@@ -62,6 +63,9 @@ class Stage:
         resume: An interrupted ``fit`` with the same inputs continues from its ``last``
             checkpoint (``--ckpt_path last``) instead of starting over (always for ``fit_test``).
         metrics_json: A JSON file the stage writes whose top-level numbers are metrics too.
+        heavy: The pipeline's ``heavy_overrides`` (e.g. several GPUs) apply to the stage's fit
+            and predict commands; a command that then asks for several devices or processes
+            runs as its own process, through Lightning's launcher.
     """
 
     name: str
@@ -73,6 +77,7 @@ class Stage:
     after: list[str] = field(default_factory=list)
     resume: bool = False
     metrics_json: str | None = None
+    heavy: bool = False
 
     def __post_init__(self) -> None:
         if bool(self.args) == (self.fit_test is not None):
@@ -96,6 +101,7 @@ class Step:
     metrics_json: str | None = None
     seed: int | None = None
     run_dir: str | None = None  # the classifier run of a fit_test stage
+    heavy: bool = False  # takes the pipeline's heavy_overrides
 
 
 def expand(stage: Stage, seeds: list[int], fill) -> list[Step]:
@@ -116,14 +122,15 @@ def expand(stage: Stage, seeds: list[int], fill) -> list[Step]:
             tested = _root_dir(args) if args[0] == "test" else None  # a row may show it
             steps.append(Step(f"{stage.name}{suffix}", stage.name, args, list(stage.metrics),
                               list(stage.optional_metrics), list(stage.after), stage.resume,
-                              metrics_json, seed, tested))
+                              metrics_json, seed, tested,
+                              stage.heavy and args[0] in ("fit", "predict")))
             continue
         run_dir = fill(f"{{run_dir}}/{stage.name}" + ("" if seed is None else f"/seed{seed}"),
                        where, seed)
         common = [*(fill(a, where, seed) for a in stage.fit_test),
                   f"--trainer.default_root_dir={run_dir}", *seed_args]
         fit = Step(f"{stage.name}{suffix}.fit", stage.name, ["fit", *common], [], [],
-                   list(stage.after), True, None, seed, run_dir)
+                   list(stage.after), True, None, seed, run_dir, stage.heavy)
         test = Step(f"{stage.name}{suffix}.test", stage.name,
                     ["test", *common, "--ckpt_path", "last"],
                     list(stage.metrics) or list(TEST_METRICS), list(stage.optional_metrics),
@@ -227,11 +234,15 @@ def run_stages(
     overrides: list[str] | None = None,
     stage_overrides: dict[str, list[str]] | None = None,
     seeds: list[int] | None = None,
+    heavy_overrides: list[str] | None = None,
 ) -> dict[str, dict]:
     """Run (or skip) each step in order; return every step's record, by step name.
 
     ``overrides`` are appended to every LightningCLI step (e.g. ``--trainer.accelerator=gpu``),
-    ``stage_overrides[name]`` to the steps of stage ``name`` (or to the one step ``name``).
+    ``heavy_overrides`` to the fit and predict steps of ``heavy`` stages (e.g.
+    ``--trainer.devices=-1 --trainer.strategy=ddp``), ``stage_overrides[name]`` to the steps of
+    stage ``name`` (or to the one step ``name``). A step that then asks for several devices or
+    processes runs as its own ``python -m experiments`` process.
     """
     from experiments.__main__ import cli_main
 
@@ -244,6 +255,8 @@ def run_stages(
     for number, step in enumerate(steps, start=1):
         if overrides and step.args[0] in LIGHTNING_SUBCOMMANDS:
             step = replace(step, args=[*step.args, *overrides])
+        if heavy_overrides and step.heavy:
+            step = replace(step, args=[*step.args, *heavy_overrides])
         for key in (step.stage, step.name) if stage_overrides else ():
             if key in stage_overrides and (key == step.name or step.stage != step.name):
                 step = replace(step, args=[*step.args, *stage_overrides[key]])
@@ -264,9 +277,12 @@ def run_stages(
         if step.resume and running.is_file() and running.read_text() == key:
             args += ["--ckpt_path", "last"]
         running.write_text(key)
-        rank_zero_info(f"{where}: python -m experiments {' '.join(args)}")
+        separate = _multi_process(args)
+        rank_zero_info(f"{where}: python -m experiments {' '.join(args)}"
+                       + (" (own processes)" if separate else ""))
         started = time.perf_counter()
-        result = cli_main(args)
+        result = _run_in_subprocess(args, path.with_suffix(".metrics.json")) if separate else \
+            cli_main(args)
         record = {"fingerprint": key, "args": step.args, "stage": step.stage, "seed": step.seed,
                   "run_dir": step.run_dir, "seconds": round(time.perf_counter() - started, 1),
                   "metrics": _collect_metrics(step, result)}
@@ -276,6 +292,32 @@ def run_stages(
         running.unlink(missing_ok=True)
         records[step.name] = record
     return records
+
+
+def _multi_process(args: list[str]) -> bool:
+    """Whether a command asks Lightning for several devices, processes or nodes."""
+    value = lambda key: next((a.split("=", 1)[1] for a in reversed(args)  # noqa: E731
+                              if a.startswith(f"--trainer.{key}=")), None)
+    devices, strategy, nodes = value("devices"), value("strategy"), value("num_nodes")
+    return (devices not in (None, "1", "[0]", "auto") or (strategy or "").startswith("ddp")
+            or nodes not in (None, "1"))
+
+
+def _run_in_subprocess(args: list[str], metrics_path: Path) -> dict[str, float]:
+    """Run a multi-device step as its own ``python -m experiments`` process (Lightning's launcher
+    then starts the other ranks); its metrics come back through a JSON file rank 0 writes."""
+    import subprocess
+    import sys
+
+    metrics_path.unlink(missing_ok=True)
+    env = {**os.environ, METRICS_ENV: str(metrics_path)}
+    done = subprocess.run([sys.executable, "-m", "experiments", *args], env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"python -m experiments {' '.join(args)} failed with exit code "
+                           f"{done.returncode}")
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics_path.unlink(missing_ok=True)
+    return metrics
 
 
 def _release_memory() -> None:
@@ -337,6 +379,7 @@ def run_pipeline(
     summary: list[SummaryLine] | None = None,
     appendix: list[Appendix] | None = None,
     overrides: list[str] | None = None,
+    heavy_overrides: list[str] | None = None,
     stage_overrides: dict[str, list[str]] | None = None,
 ) -> dict[str, dict]:
     """Run a pipeline and print its results; ``--config <pipeline.yaml>`` gives the arguments
@@ -359,10 +402,13 @@ def run_pipeline(
         summary: Single metrics of stages, listed under the table.
         appendix: Markdown files of stages appended to ``results.md``.
         overrides: Arguments appended to every LightningCLI stage, e.g.
-            ``["--trainer.accelerator=gpu"]`` (one process: several devices are refused).
+            ``["--trainer.accelerator=gpu"]``.
+        heavy_overrides: Arguments appended to the fit and predict commands of the ``heavy``
+            stages (generation, fine-tunes, classifier fits), e.g. ``["--trainer.devices=-1",
+            "--trainer.strategy=ddp"]``: such commands run as their own processes.
         stage_overrides: Arguments appended to the steps of single stages, by stage name.
     """
-    _check_single_process(overrides)
+    _check_single_process()
     values = {**(params or {}), "run_dir": run_dir}
     fill = _filler(values)
     # Every placeholder is filled before the first stage runs: a missing one fails now.
@@ -378,7 +424,7 @@ def run_pipeline(
             )
     appendix = [replace(a, path=fill(a.path, f"appendix {a.title!r}")) for a in appendix or []]
     out = Path(run_dir)
-    records = run_stages(steps, out, overrides, stage_overrides)
+    records = run_stages(steps, out, overrides, stage_overrides, heavy_overrides=heavy_overrides)
     report = write_table(rows, runs, out / "results", compare_with or [])
     report += "\n\n" + summary_lines(summary or [], records)
     for part in appendix:
@@ -435,18 +481,15 @@ def _classifier_runs(steps: list[Step]) -> dict[str, dict[int | None, str]]:
     return runs
 
 
-def _check_single_process(overrides: list[str] | None) -> None:
-    """The runner is one process that runs its stages in turn; a multi-process launch would run
-    the whole pipeline once per rank. Several GPUs: run the stage commands themselves."""
+def _check_single_process() -> None:
+    """The runner is one process that runs its stages in turn (starting multi-device stages as
+    processes of their own); launched on several ranks, it would run the pipeline once per rank."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    multi = [o for o in overrides or [] if o.startswith(("--trainer.strategy=ddp",
-                                                        "--trainer.num_nodes="))
-             or (o.startswith("--trainer.devices=") and o.split("=", 1)[1] not in ("1", "[0]"))]
-    if world > 1 or multi:
+    if world > 1:
         raise ValueError(
-            f"the pipeline runs each stage in this one process (WORLD_SIZE={world}, overrides "
-            f"{multi}); for several GPUs run the stages' commands (printed as they start, and in "
-            "<run_dir>/stages/*.json) with --trainer.devices=-1 --trainer.strategy=ddp"
+            f"the pipeline runner was started on {world} processes (WORLD_SIZE={world}); start "
+            "it as one process and give the stages their devices with heavy_overrides, e.g. "
+            "--heavy_overrides '[\"--trainer.devices=-1\", \"--trainer.strategy=ddp\"]'"
         )
 
 

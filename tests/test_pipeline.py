@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from conftest import tiny_data_args
 
 from experiments.__main__ import cli_main
@@ -128,13 +129,34 @@ def test_missing_placeholder_fails_before_any_stage_runs(tmp_path):
     assert not (tmp_path / "stages").exists() and not (tmp_path / "t.md").exists()
 
 
-@pytest.mark.parametrize("override", ["--trainer.strategy=ddp", "--trainer.devices=4",
-                                      "--trainer.num_nodes=2"])
-def test_multi_process_overrides_are_refused(tmp_path, override):
+def test_a_ddp_stage_runs_as_its_own_two_processes(tmp_path, embedded_cache, caplog):
+    """heavy_overrides ask for 2 CPU processes: the fit runs through Lightning's own launcher in
+    a process of its own; the test step stays in this one; fingerprints and skipping hold."""
+    run = tmp_path / "ddp"
+    args = ["pipeline", "--config", MAIN, f"--run_dir={run}", "--seeds=[0]", "--stages=[ce]",
+            "--table=[{method: CE, stage: ce}]", "--summary=[]", "--appendix=[]",
+            "--compare_with=[]", f"--overrides={json.dumps([*FAST, *tiny_data_args(embedded_cache)])}",
+            '--heavy_overrides=["--trainer.devices=2", "--trainer.strategy=ddp"]']
+    with caplog.at_level("INFO"):
+        records = cli_main(args)
+    assert "ce.seed0.fit: python -m experiments fit" in caplog.text
+    assert "(own processes)" in caplog.text
+    assert "| CE | 1 |" in (run / "results.md").read_text()
+    assert records["ce.seed0.test"]["metrics"]["test/acc_overall"] >= 0
+    saved = torch.load(run / "ce" / "seed0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 1  # one batch per process (limit_train_batches=1)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        cli_main(args)
+    assert "ce.seed0.fit: up to date, skipped" in caplog.text
+
+
+def test_a_pipeline_launched_on_several_ranks_is_refused(tmp_path, monkeypatch):
     from experiments.pipeline import run_pipeline
 
-    with pytest.raises(ValueError, match="runs each stage in this one process"):
-        run_pipeline([], str(tmp_path), overrides=["--trainer.accelerator=gpu", override])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="started on 2 processes"):
+        run_pipeline([], str(tmp_path))
 
 
 def test_a_metric_the_stage_did_not_produce_is_named(tmp_path):
