@@ -27,7 +27,8 @@ def _stage_overrides(cache: str) -> dict[str, list[str]]:
                 "--trainer.callbacks.init_args.max_classes=2",
                 "--trainer.callbacks.init_args.num_inference_steps=2"]
     gens = ("gen_sd", "reference_set", "gen_disc_ds", "gen_clusdiff", "judged_cfg", "judged_cads",
-            "judged_ccfg", "judged_disc_ds", "judged_clusdiff", "judged_no_cluster")
+            "judged_ccfg", "judged_disc_ds", "judged_disc_ds_mean", "judged_clusdiff",
+            "judged_no_cluster")
     return {
         **{name: direct for name in ("ce", "ros", "cluster", "negatives")},
         **{name: generate for name in gens},
