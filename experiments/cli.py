@@ -40,6 +40,10 @@ class ExperimentCLI(LightningCLI):
             trainer.get("callbacks"), "dirpath", os.path.join(root, "checkpoints"),
             only_class="ModelCheckpoint",
         )
+        if self.subcommand == "fit" and config.get("ckpt_path"):  # a resumed fit: same W&B run
+            run_id = previous_wandb_run(root)
+            if run_id:
+                _default_init_arg(trainer.get("logger"), "id", run_id, only_class="WandbLogger")
 
     def _parse_ckpt_path(self) -> None:
         """Lightning's: with ``--ckpt_path <file>``, the checkpoint's hyper-parameters replace the
@@ -65,6 +69,12 @@ class ExperimentCLI(LightningCLI):
         for callback in self.trainer.checkpoint_callbacks:
             if getattr(callback, "monitor", None) and callback.best_model_path:
                 rank_zero_info(f"best checkpoint ({callback.monitor}): {callback.best_model_path}")
+
+
+def previous_wandb_run(root: str) -> str | None:
+    """The id of the latest W&B run in a run directory, if any (``wandb/latest-run``)."""
+    latest = Path(root) / "wandb" / "latest-run"
+    return latest.resolve().name.rsplit("-", 1)[-1] if latest.exists() else None
 
 
 def _model_settings(config) -> dict:

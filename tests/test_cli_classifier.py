@@ -202,3 +202,18 @@ def test_each_in_process_run_gets_its_own_wandb_run(tmp_path, embedded_cache, mo
     ids = [wandb_run_id(run) for run in runs]
     assert all(ids) and ids[0] != ids[1]
     assert __import__("wandb").run is None  # closed when the CLI call returned
+
+
+def test_a_resumed_fit_continues_its_wandb_run(tmp_path, embedded_cache, monkeypatch):
+    from experiments.cli import previous_wandb_run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run = tmp_path / "run"
+    common = ["--trainer.max_epochs=2", "--trainer.limit_train_batches=1",
+              "--trainer.limit_val_batches=1"]
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        cli_main(["fit", *_args(run, embedded_cache, *common),
+                  "--trainer.callbacks+=test_cli_classifier.CrashAtSecondEpoch"])
+    first = previous_wandb_run(str(run))
+    resumed = cli_main(["fit", *_args(run, embedded_cache, *common), "--ckpt_path=last"])
+    assert first and resumed.trainer.logger.experiment.id == first
