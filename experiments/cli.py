@@ -40,6 +40,7 @@ class ExperimentCLI(LightningCLI):
             trainer.get("callbacks"), "dirpath", os.path.join(root, "checkpoints"),
             only_class="ModelCheckpoint",
         )
+        _wandb_files_into(root)
         if self.subcommand == "fit" and config.get("ckpt_path"):  # a resumed fit: same W&B run
             run_id = previous_wandb_run(root)
             if run_id:
@@ -69,6 +70,19 @@ class ExperimentCLI(LightningCLI):
         for callback in self.trainer.checkpoint_callbacks:
             if getattr(callback, "monitor", None) and callback.best_model_path:
                 rank_zero_info(f"best checkpoint ({callback.monitor}): {callback.best_model_path}")
+
+
+WANDB_DIRS = ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR", "WANDB_CONFIG_DIR")
+_WANDB_DIRS_SET: dict[str, str] = {}  # the values this module set (a user's own are kept)
+
+
+def _wandb_files_into(root: str) -> None:
+    """W&B's cache, data, artifact and config folders inside the run directory (it puts them
+    in ~/.cache and /tmp otherwise), unless the user set them."""
+    for name in WANDB_DIRS:
+        if os.environ.get(name) in (None, _WANDB_DIRS_SET.get(name)):
+            value = os.path.join(root, "wandb", name.removeprefix("WANDB_").lower())
+            os.environ[name] = _WANDB_DIRS_SET[name] = value
 
 
 def previous_wandb_run(root: str) -> str | None:

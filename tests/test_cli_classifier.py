@@ -217,3 +217,6 @@ def test_a_resumed_fit_continues_its_wandb_run(tmp_path, embedded_cache, monkeyp
     first = previous_wandb_run(str(run))
     resumed = cli_main(["fit", *_args(run, embedded_cache, *common), "--ckpt_path=last"])
     assert first and resumed.trainer.logger.experiment.id == first
+    import os
+
+    assert os.environ["WANDB_CACHE_DIR"] == str(run / "wandb" / "cache_dir")  # W&B's side files
