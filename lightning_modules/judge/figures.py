@@ -14,7 +14,8 @@ Figures (``None`` where a set or a judge does not allow one):
 - ``frechet``: Frechet distance of the set's judge features to the real test split's;
 - ``c2st``: accuracy of a logistic regression telling the set from the real test split (judge
   features, 5-fold cross-validated, classes balanced; 0.5 = indistinguishable);
-- sub-mode figures where the judge knows the planted sub-modes: ``submode_tv`` (total-variation
+- sub-mode figures where the judge knows the planted sub-modes, over the images judged as their
+  intended class (the sub-mode of an image that shows another class means nothing): ``submode_tv`` (total-variation
   distance of the judged sub-mode mix of a class to the planted weights, mean over classes),
   ``coverage`` (fraction of planted sub-modes with at least 5 % of their class's images),
   ``steering_ari`` (adjusted Rand index between the prompted sub-class and the judged sub-mode,
@@ -217,6 +218,14 @@ def c2st(s: Judged, real: Judged, reps: int = 1000, seed: int = 0) -> Estimate |
 
 
 # ---- sub-mode figures --------------------------------------------------------------------------
+def of_its_class(s: Judged) -> Judged | None:
+    """The images judged as their intended class (None: no such image, or no sub-modes)."""
+    if s.units is None:
+        return None
+    keep = np.flatnonzero(s.judged == s.labels)
+    return s.take(keep) if len(keep) else None
+
+
 def _shares(units: np.ndarray, catalog_class_of: np.ndarray, c: int) -> np.ndarray:
     own = np.flatnonzero(catalog_class_of == c)
     return np.array([(units == u).mean() for u in own]) if len(units) else np.zeros(len(own))
@@ -226,7 +235,8 @@ def submode_tv(
     s: Judged, class_of: Sequence[int], weights: Sequence[float], reps: int = 1000, seed: int = 0
 ) -> Estimate | None:
     """Mean over classes of 0.5 * sum_k |judged share of sub-mode k - planted weight of k|."""
-    if s.units is None:
+    s = of_its_class(s)
+    if s is None:
         return None
     class_of, weights = np.asarray(class_of), np.asarray(weights)
 
@@ -242,7 +252,8 @@ def submode_tv(
 def coverage(s: Judged, class_of: Sequence[int], reps: int = 1000, seed: int = 0) -> Estimate | None:
     """Fraction of the planted sub-modes (of the classes in the set) with >= 5 % of their
     class's images."""
-    if s.units is None:
+    s = of_its_class(s)
+    if s is None:
         return None
     class_of = np.asarray(class_of)
 
@@ -258,7 +269,8 @@ def coverage(s: Judged, class_of: Sequence[int], reps: int = 1000, seed: int = 0
 def steering_ari(s: Judged, reps: int = 1000, seed: int = 0) -> Estimate | None:
     """Adjusted Rand index between the prompted sub-class and the judged sub-mode, per class
     (classes with >= 2 images), averaged over classes."""
-    if s.units is None or s.subclasses is None or (s.subclasses < 0).all():
+    s = of_its_class(s)
+    if s is None or s.subclasses is None or (s.subclasses < 0).all():
         return None
 
     def stat(i: np.ndarray) -> float:
@@ -277,7 +289,8 @@ def copy_rates(s: Judged, reps: int = 1000, seed: int = 0) -> tuple[Estimate, Es
     class sum_k p_source(k) p_generated(k), weighted by the class's image count: what the rate
     would be if the generated sub-mode were drawn independently of the source's.
     """
-    if s.units is None or s.source_units is None or (s.source_units < 0).all():
+    s = of_its_class(s)
+    if s is None or s.source_units is None or (s.source_units < 0).all():
         return None
     has = s.source_units >= 0
     labels, units, sources = s.labels[has], s.units[has], s.source_units[has]
