@@ -55,33 +55,33 @@ def _run(args: list[str]) -> None:
     cli_main(args)
 
 
-@pytest.mark.parametrize("dataset", ["embedded", "food101_lt"])
-def test_clusdiff_and_no_cluster_are_one_config_apart(dataset: str) -> None:
-    def load(name: str) -> dict:
-        return yaml.safe_load((CONFIGS / dataset / name).read_text())
-
-    clus, plain = load("finetune_clusdiff.yaml"), load("finetune_no_cluster.yaml")
-    for cfg in (clus, plain):
-        cfg["trainer"].pop("default_root_dir")
-    assert "{subclass}" in clus["data"]["init_args"].pop("prompt_template")
-    assert "{subclass}" not in plain["data"]["init_args"].pop("prompt_template")
-    assert clus["data"]["init_args"].pop("subclasses_csv").endswith("subclasses.csv")
-    assert plain["data"]["init_args"].pop("subclasses_csv") is None
-    assert clus == plain
+NO_CLUSTER = ["--config", str(CONFIGS / "variants" / "no_cluster.yaml")]
 
 
-@pytest.mark.parametrize("config", ["finetune_no_cluster.yaml", "finetune_clusdiff.yaml"])
+def test_the_no_cluster_variant_gives_class_prompts(capsys) -> None:
+    from experiments.__main__ import cli_main
+
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(CONFIGS / "embedded" / "finetune_clusdiff.yaml"),
+                  *NO_CLUSTER, "--print_config"])
+    data = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]
+    assert data["prompt_template"] == "A photo of {class_name}, a type of food."
+    assert data["subclasses_csv"] is None
+
+
+@pytest.mark.parametrize("config", ["no_cluster", "finetune_clusdiff.yaml"])
 def test_embedded_finetune_fast_dev_run_pixel_space(
     config, embedded_cache, tiny_datamodule, tmp_path
 ) -> None:
     from lightning_modules.diffusion import load_components
 
     run_dir = tmp_path / "run"
-    args = ["fit", "--config", str(CONFIGS / "embedded" / config), *real_data_args(embedded_cache)]
+    args = ["fit", "--config", str(CONFIGS / "embedded" / "finetune_clusdiff.yaml"),
+            *(NO_CLUSTER if config == "no_cluster" else []), *real_data_args(embedded_cache)]
     # The shipped configs fine-tune the shipped pre-trained model (experiments/assets).
     args += [*FAST_GRID, "--trainer.fast_dev_run=true"]
     args.append(f"--trainer.default_root_dir={run_dir}")
-    if "clusdiff" in config:
+    if config != "no_cluster":
         csv_path = write_subclasses_csv(tiny_datamodule, tmp_path / "subclasses.csv")
         args.append(f"--data.init_args.subclasses_csv={csv_path}")
     _run(args)
@@ -96,7 +96,7 @@ def test_latent_fit_resume_ema_and_diffusers_loading(embedded_cache, tmp_path) -
     from lightning_modules.diffusion import load_components
 
     run_dir = tmp_path / "run"
-    base = ["--config", str(CONFIGS / "embedded" / "finetune_no_cluster.yaml"),
+    base = ["--config", str(CONFIGS / "embedded" / "finetune_clusdiff.yaml"), *NO_CLUSTER,
             "--model", str(CONFIGS / "model" / "diffusion_tiny_latent.yaml"),
             "--model.init_args.pretrained_model_name_or_path=null",
             *real_data_args(embedded_cache, batch_size=16), "--data.init_args.resolution=32",
@@ -125,7 +125,7 @@ def test_latent_fit_resume_ema_and_diffusers_loading(embedded_cache, tmp_path) -
     assert load_components(run_dir / "pipeline").vae is not None
 
 
-@pytest.mark.parametrize("config", ["finetune_no_cluster.yaml", "finetune_clusdiff.yaml"])
+@pytest.mark.parametrize("config", ["no_cluster", "finetune_clusdiff.yaml"])
 def test_food101_lt_finetune_configs_on_a_local_tiny_sd(
     config, embedded_cache, tiny_datamodule, tmp_path
 ) -> None:
@@ -139,14 +139,15 @@ def test_food101_lt_finetune_configs_on_a_local_tiny_sd(
 
     sd_dir = save_pipeline(build_tiny_components(TinyDiffusionConfig()), tmp_path / "sd")
     run_dir = tmp_path / "run"
-    args = ["fit", "--config", str(CONFIGS / "food101_lt" / config),
+    args = ["fit", "--config", str(CONFIGS / "food101_lt" / "finetune_clusdiff.yaml"),
+            *(NO_CLUSTER if config == "no_cluster" else []),
             f"--model.init_args.pretrained_model_name_or_path={sd_dir}",
             f"--data.init_args.real={CONFIGS / 'data' / 'embedded.yaml'}",
             *real_data_args(embedded_cache, batch_size=2), "--data.init_args.resolution=32",
             "--data.init_args.num_workers=0", "--trainer.accelerator=cpu",
             "--trainer.precision=32", "--trainer.fast_dev_run=true", *FAST_GRID,
             f"--trainer.default_root_dir={run_dir}"]
-    if "clusdiff" in config:
+    if config != "no_cluster":
         csv_path = write_subclasses_csv(tiny_datamodule, tmp_path / "subclasses.csv")
         args.append(f"--data.init_args.subclasses_csv={csv_path}")
     else:  # the LoRA path: only adapters train; the saved pipeline has them fused
