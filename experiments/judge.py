@@ -72,10 +72,25 @@ def _run_judge(
     return cat(labels), cat(classes), cat(features), cat(units)
 
 
+def subclass_majorities(
+    subclasses_csv: str, planted: dict[str, str], catalog
+) -> dict[tuple[str, int], int]:
+    """``(class name, sub-class id) -> the planted unit most of its training images have``."""
+    from collections import Counter
+
+    from datamodules.diffusion_data import read_subclasses
+
+    votes: dict[tuple[str, int], Counter] = defaultdict(Counter)
+    for key, subclass in read_subclasses(subclasses_csv).items():
+        name = key.split("/", 1)[0]
+        votes[(name, subclass)][catalog.index(name, planted[key])] += 1
+    return {k: v.most_common(1)[0][0] for k, v in votes.items()}
+
+
 def _judged(
     judge: MetricFeatures, samples: Sequence[Sample], rows: Sequence | None,
     class_names: Sequence[str], planted: dict[str, str] | None, image_size: int,
-    batch_size: int, device: str,
+    batch_size: int, device: str, majorities: dict[tuple[str, int], int] | None = None,
 ) -> F.Judged:
     labels, classes, features, unit_logits = _run_judge(judge, samples, image_size, batch_size,
                                                         device)
@@ -98,7 +113,11 @@ def _judged(
             if r.source_image is not None:
                 key = image_key(r.source_image)
                 sources[i] = catalog.index(key.split("/", 1)[0], planted[key])
-    return F.Judged(labels, classes, features, units, negatives, subclasses, sources)
+    targets = None
+    if majorities is not None:
+        targets = np.array([-1 if r.subclass is None else
+                            majorities.get((r.class_name, int(r.subclass)), -1) for r in rows])
+    return F.Judged(labels, classes, features, units, negatives, subclasses, sources, targets)
 
 
 def _take_per_class(samples: list[SyntheticSample], per_class: int | None) -> list:
@@ -132,6 +151,8 @@ def set_figures(
         out["steering_ari"] = None if reference else F.steering_ari(s, reps, seed)
         copy = None if reference else F.copy_rates(s, reps, seed)
         out["copy_rate"], out["copy_chance"] = copy if copy else (None, None)
+        steer = None if reference else F.steering_rates(s, reps, seed)
+        out["steering_rate"], out["steering_chance"] = steer if steer else (None, None)
     return out
 
 
@@ -148,6 +169,7 @@ def judge_sets(
     device: str = "cpu",
     oracle: OracleSettings = OracleSettings(),
     require_accuracy: bool = True,
+    subclasses_csv: str | None = None,
 ) -> dict[str, float]:
     """Judge synthetic sets; write per-set and combined JSON + Markdown; return flat metrics
     (``"<set>/<figure>"``: value) for the pipeline.
@@ -166,6 +188,8 @@ def judge_sets(
         oracle: How the embedded dataset's judge is trained (when ``judge`` is not given).
         require_accuracy: Refuse an embedded judge below its accuracy bar (98 % class, 97 %
             sub-mode given class, on the real test split).
+        subclasses_csv: The clustering stage's sub-classes: sets whose images name their
+            prompted sub-class (ClusDiff) then get the steering rate.
     """
     names = names or [Path(m).parent.name if Path(m).suffix else Path(m).name for m in manifest]
     if len(names) != len(manifest) or len(set(names)) != len(names):
@@ -179,6 +203,9 @@ def judge_sets(
     for a, b in truth.confusable_pairs() if truth is not None else []:
         pairs += [(class_names.index(a), class_names.index(b)), (class_names.index(b),
                                                                  class_names.index(a))]
+    majorities = None
+    if subclasses_csv is not None and planted is not None and catalog is not None:
+        majorities = subclass_majorities(subclasses_csv, planted, catalog)
     size = data.image_size
     real = _judged(judge_net, data.index.test, None, class_names, planted, size, batch_size,
                    device)
@@ -191,7 +218,7 @@ def judge_sets(
     for name, path in zip(names, manifest):
         samples = _take_per_class(read_manifest(path, class_names), per_class)
         judged = _judged(judge_net, samples, [s.row for s in samples], class_names, planted,
-                         size, batch_size, device)
+                         size, batch_size, device, majorities)
         figures = set_figures(judged, real, pairs, class_names, catalog, bootstrap, seed)
         record = {"manifest": str(path), "sampler": samples[0].row.sampler if samples else None,
                   "images": len(samples), "figures": _as_dict(figures)}
@@ -217,7 +244,8 @@ def _cell(figure: dict | None) -> str:
 
 
 CLASS_COLUMNS = ("fidelity", "negative_confusion", "diversity", "frechet", "c2st")
-SUBMODE_COLUMNS = ("submode_tv", "coverage", "steering_ari", "copy_rate", "copy_chance")
+SUBMODE_COLUMNS = ("submode_tv", "coverage", "steering_ari", "steering_rate", "steering_chance",
+                   "copy_rate", "copy_chance")
 
 
 def mechanism_table(report: dict) -> str:

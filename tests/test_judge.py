@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import TINY_SETTINGS
 
@@ -119,3 +120,45 @@ def test_default_judge_reaches_its_accuracy_bar(tmp_path):
     assert judge.accuracy["images"] == 400
     assert len(judge.info["units"]) == 30
     assert judge.info["training_images"] == 2 * 30 * 200  # both styles
+
+
+def test_steering_rate_follows_the_prompted_subclass(small_judge, tiny_datamodule, tmp_path):
+    """Sub-classes that are the planted sub-modes, and a set whose images show the sub-mode of
+    their prompted sub-class: steering rate 1; the same images with the sub-classes shuffled
+    within their class: the rate falls to about chance."""
+    import csv as csv_module
+
+    from datamodules.embedded.spec import DISHES
+
+    planted = tiny_datamodule.planted_submodes()
+    mode_id = {(d.name, m.name): k for d in DISHES for k, m in enumerate(d.submodes)}
+    table = tmp_path / "subclasses.csv"
+    with open(table, "w", newline="") as f:
+        writer = csv_module.writer(f)
+        writer.writerow(["path", "label", "class_name", "subclass", "is_exemplar"])
+        for s in tiny_datamodule.index.train:
+            name = Path(s.path).parent.name
+            writer.writerow([s.path, s.label, name, mode_id[(name, planted[f"{name}/{Path(s.path).stem}"])], 0])
+    names, rng = tiny_datamodule.dataset_info.class_names, np.random.default_rng(0)
+    sets = {}
+    for kind in ("steered", "shuffled"):
+        rows, out = [], tmp_path / kind
+        for sample in tiny_datamodule.index.test:
+            name, stem = Path(sample.path).parent.name, Path(sample.path).stem
+            subclass = mode_id[(name, planted[f"{name}/{stem}"])]
+            if kind == "shuffled":
+                subclass = int(rng.integers(0, 3))
+            rel = f"images/{name}/{stem}.jpg"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(sample.path, out / rel)
+            rows.append(ManifestRow(path=rel, label=sample.label, class_name=name, seed=len(rows),
+                                    sampler="cfg", subclass=subclass))
+        sets[kind] = write_manifest(out / "manifest.jsonl", rows)
+    report = tmp_path / "report"
+    judge_sets([str(p) for p in sets.values()], tiny_datamodule, small_judge, str(report),
+               names=list(sets), bootstrap=20, subclasses_csv=str(table))
+    steered, shuffled = (_figures(report, k) for k in sets)
+    assert steered["steering_rate"]["value"] > 0.9  # sub-mode accuracy of the judge
+    assert shuffled["steering_rate"]["value"] < steered["steering_rate"]["value"] - 0.3
+    assert steered["steering_ari"]["value"] > shuffled["steering_ari"]["value"]
+    assert steered["copy_rate"] is None  # no source images

@@ -19,16 +19,18 @@ Figures (``None`` where a set or a judge does not allow one):
   distance of the judged sub-mode mix of a class to the planted weights, mean over classes),
   ``coverage`` (fraction of planted sub-modes with at least 5 % of their class's images),
   ``steering_ari`` (adjusted Rand index between the prompted sub-class and the judged sub-mode,
-  mean over classes; ClusDiff sets), ``copy_rate`` and ``copy_chance`` (img2img sets: the fraction
-  of images judged in their source image's sub-mode, and what independent draws from the source
-  and the generated sub-mode mixes would give).
+  mean over classes; ClusDiff sets), ``steering_rate`` and ``steering_chance`` (ClusDiff sets with
+  the clustering's sub-classes: the fraction of images judged in the planted sub-mode most of
+  their prompted sub-class's training images have, and the rate without steering), ``copy_rate``
+  and ``copy_chance`` (img2img sets: the fraction of images judged in their source image's
+  sub-mode, and what independent draws from the source and the generated sub-mode mixes give).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import linalg
@@ -71,6 +73,8 @@ class Judged:
         negatives: The request's negative class, (N,).
         subclasses: The prompted sub-class (ClusDiff), (N,).
         source_units: The planted unit of the image's source image (img2img), (N,).
+        subclass_units: The planted unit most training images of the image's prompted sub-class
+            have (ClusDiff), (N,).
     """
 
     labels: np.ndarray
@@ -80,6 +84,7 @@ class Judged:
     negatives: np.ndarray | None = None
     subclasses: np.ndarray | None = None
     source_units: np.ndarray | None = None
+    subclass_units: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -88,7 +93,8 @@ class Judged:
         """The images at ``indices`` (with repeats, for resampling)."""
         pick = lambda a: None if a is None else a[indices]  # noqa: E731
         return Judged(*(pick(getattr(self, f)) for f in (
-            "labels", "judged", "features", "units", "negatives", "subclasses", "source_units")))
+            "labels", "judged", "features", "units", "negatives", "subclasses", "source_units",
+            "subclass_units")))
 
 
 def bootstrap(
@@ -307,3 +313,12 @@ def copy_rates(s: Judged, reps: int = 1000, seed: int = 0) -> tuple[Estimate, Es
 
     rate = bootstrap(lambda i: float((units[i] == sources[i]).mean()), labels, reps, seed)
     return rate, bootstrap(chance, labels, reps, seed)
+
+
+def steering_rates(s: Judged, reps: int = 1000, seed: int = 0) -> tuple[Estimate, Estimate] | None:
+    """(steering rate, chance rate) of a ClusDiff set: :func:`copy_rates` with each image's
+    prompted sub-class standing for its source (the planted sub-mode most of that sub-class's
+    training images have)."""
+    if s.subclass_units is None or (s.subclass_units < 0).all():
+        return None
+    return copy_rates(replace(s, source_units=s.subclass_units), reps, seed)
