@@ -32,8 +32,8 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from datamodules.generation import GenerationRequest, GenerationRequests
 from datamodules.atomic import atomic_write_text
+from datamodules.generation import GenerationRequest, GenerationRequests
 from datamodules.manifest import (
     GUIDANCE_SUMMARY_NAME,
     MANIFEST_NAME,

@@ -29,8 +29,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from safetensors.torch import load_file, save_file
 
-from datamodules.info import PlantedTruth
 from datamodules.atomic import atomic_open, atomic_write_text
+from datamodules.info import PlantedTruth
 from lightning_modules.clustering import AriReport, adjusted_rand_per_class, cluster_class
 
 SUBCLASS_COLUMNS = ("path", "label", "class_name", "subclass", "is_exemplar")

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from datamodules.info import PlantedTruth
 from datamodules.atomic import atomic_open, atomic_write_text
+from datamodules.info import PlantedTruth
 from datamodules.long_tailed import LongTailDataModule
 
 

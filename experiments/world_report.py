@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.atomic import atomic_write_text
 from datamodules import EmbeddedFoodLT
+from datamodules.atomic import atomic_write_text
 from datamodules.layout import Sample
 from datamodules.manifest import read_manifest
 from experiments.judge import _judged

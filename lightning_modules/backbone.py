@@ -72,7 +72,8 @@ def _narrow(model: ResNet, width: int, num_classes: int) -> None:
     model.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
     model.bn1 = nn.BatchNorm2d(width)
     for k, name in enumerate(("layer1", "layer2", "layer3", "layer4")):
-        setattr(model, name, model._make_layer(BasicBlock, width * 2**k, 2, stride=1 if k == 0 else 2))
+        stage = model._make_layer(BasicBlock, width * 2**k, 2, stride=1 if k == 0 else 2)
+        setattr(model, name, stage)
     model.fc = nn.Linear(8 * width, num_classes)
     for m in model.modules():
         if isinstance(m, nn.Conv2d):

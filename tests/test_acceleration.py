@@ -6,6 +6,7 @@ import lightning as L
 import pytest
 import torch
 
+from datamodules.generation import GenerationRequests
 from lightning_modules.diffusion import (
     Acceleration,
     TinyDiffusionConfig,
@@ -15,7 +16,6 @@ from lightning_modules.diffusion import (
     encode_prompts,
 )
 from lightning_modules.sampling import GuidanceConfig, make_generators, sample
-from datamodules.generation import GenerationRequests
 from lightning_modules.synthesis import Synthesizer
 
 GUIDANCE = GuidanceConfig(variant="disc_ds", guidance_scale=2.0)

@@ -111,7 +111,8 @@ def test_resumed_fit_equals_uninterrupted_fit(mode, tmp_path, embedded_cache, sy
     else:
         config = ["--config", "experiments/configs/embedded/classifier_real_synthetic.yaml"]
         data = [*tiny_data_args(embedded_cache, "data.init_args.real.init_args"),
-                f"--data.init_args.synthetic=[{synthetic_manifest}]", "--data.init_args.mode=mixup_all"]
+                f"--data.init_args.synthetic=[{synthetic_manifest}]",
+                "--data.init_args.mode=mixup_all"]
 
     def fit(run: Path, *extra: str):
         return cli_main(["fit", *config, f"--trainer.default_root_dir={run}",

@@ -45,7 +45,8 @@ def test_cache_holds_the_decoded_pixels_and_shrinks_large_images(tiny_datamodule
     cache = DecodedImages(build_decoded_cache(samples, 16, tmp_path), [s.label for s in samples])
     image, label = cache[3]
     assert label == samples[3].label and image.dtype == torch.uint8
-    assert torch.equal(image, torch.from_numpy(np.asarray(load_rgb(samples[3].path))).permute(2, 0, 1))
+    decoded = torch.from_numpy(np.asarray(load_rgb(samples[3].path))).permute(2, 0, 1)
+    assert torch.equal(image, decoded)
     small = DecodedImages(build_decoded_cache(samples, 8, tmp_path), [s.label for s in samples])
     assert small[0][0].shape == (3, 8, 8)  # the shorter side shrunk to the requested size
     assert build_decoded_cache(samples, 16, tmp_path) == cache.root  # cached, not rebuilt

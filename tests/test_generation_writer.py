@@ -40,9 +40,10 @@ def _pngs(out: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def single_process(tmp_path_factory, embedded_cache) -> dict[str, bytes]:
+    from conftest import TINY_SETTINGS
+
     from datamodules import EmbeddedFoodLT
     from datamodules.embedded import EmbeddedSettings
-    from conftest import TINY_SETTINGS
 
     out = tmp_path_factory.mktemp("gen-1")
     real = EmbeddedFoodLT(cache_dir=embedded_cache, settings=EmbeddedSettings(**TINY_SETTINGS))

@@ -138,8 +138,9 @@ def test_steering_rate_follows_the_prompted_subclass(small_judge, tiny_datamodul
         writer.writerow(["path", "label", "class_name", "subclass", "is_exemplar"])
         for s in tiny_datamodule.index.train:
             name = Path(s.path).parent.name
-            writer.writerow([s.path, s.label, name, mode_id[(name, planted[f"{name}/{Path(s.path).stem}"])], 0])
-    names, rng = tiny_datamodule.dataset_info.class_names, np.random.default_rng(0)
+            mode = planted[f"{name}/{Path(s.path).stem}"]
+            writer.writerow([s.path, s.label, name, mode_id[(name, mode)], 0])
+    rng = np.random.default_rng(0)
     sets = {}
     for kind in ("steered", "shuffled"):
         rows, out = [], tmp_path / kind

@@ -136,7 +136,8 @@ def test_a_ddp_stage_runs_as_its_own_two_processes(tmp_path, embedded_cache, cap
     run = tmp_path / "ddp"
     args = ["pipeline", "--config", MAIN, f"--run_dir={run}", "--seeds=[0]", "--stages=[ce]",
             "--table=[{method: CE, stage: ce}]", "--summary=[]", "--appendix=[]",
-            "--compare_with=[]", f"--overrides={json.dumps([*FAST, *tiny_data_args(embedded_cache)])}",
+            "--compare_with=[]",
+            f"--overrides={json.dumps([*FAST, *tiny_data_args(embedded_cache)])}",
             '--heavy_overrides=["--trainer.devices=2", "--trainer.strategy=ddp"]']
     with caplog.at_level("INFO"):
         records = cli_main(args)

@@ -15,7 +15,8 @@ Figures (``None`` where a set or a judge does not allow one):
 - ``c2st``: accuracy of a logistic regression telling the set from the real test split (judge
   features, 5-fold cross-validated, classes balanced; 0.5 = indistinguishable);
 - sub-mode figures where the judge knows the planted sub-modes, over the images judged as their
-  intended class (the sub-mode of an image that shows another class means nothing): ``submode_tv`` (total-variation
+  intended class (the sub-mode of an image that shows another class means nothing):
+  ``submode_tv`` (total-variation
   distance of the judged sub-mode mix of a class to the planted weights, mean over classes),
   ``coverage`` (fraction of planted sub-modes with at least 5 % of their class's images),
   ``steering_ari`` (adjusted Rand index between the prompted sub-class and the judged sub-mode,
@@ -255,7 +256,9 @@ def submode_tv(
     return bootstrap(stat, s.labels, reps, seed)
 
 
-def coverage(s: Judged, class_of: Sequence[int], reps: int = 1000, seed: int = 0) -> Estimate | None:
+def coverage(
+    s: Judged, class_of: Sequence[int], reps: int = 1000, seed: int = 0
+) -> Estimate | None:
     """Fraction of the planted sub-modes (of the classes in the set) with >= 5 % of their
     class's images."""
     s = of_its_class(s)

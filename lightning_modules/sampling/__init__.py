@@ -1,14 +1,14 @@
 """Guidance math (pure tensor functions) and the one sampler loop.
 
 The math modules (``schedule``, ``cads``, ``cfg``, ``ccfg``, ``disc_ds``, ``guidance``,
-``diagnostics``) import only torch. ``sampler`` needs diffusers-built components at call time but imports no diffusers at
-module import.
+``diagnostics``) import only torch. ``sampler`` needs diffusers-built components at call time
+but imports no diffusers at module import.
 """
 
 from .cads import anneal_condition, randn_per_sample
 from .ccfg import ccfg_combine, ccfg_weights
-from .diagnostics import GuidanceTrace
 from .cfg import cfg_combine
+from .diagnostics import GuidanceTrace
 from .disc_ds import disc_ds_combine, dynamic_tau
 from .guidance import VARIANTS, GuidanceConfig, GuidedPrediction, branch_conditions, guide
 from .sampler import make_generators, sample

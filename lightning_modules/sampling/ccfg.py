@@ -13,7 +13,6 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-
 NormReduction = Literal["sum", "mean"]
 NORM_REDUCTIONS: tuple[str, ...] = get_args(NormReduction)
 

@@ -121,4 +121,5 @@ def summary_line(summary: dict) -> str:
         if values:
             parts.append(f"{name} {values[0]:+.3f} -> {values[-1]:+.3f} "
                          f"(median over steps {statistics.median(values):+.3f})")
-    return f"{summary.get('images', 0)} images x {summary.get('steps', 0)} steps: " + "; ".join(parts)
+    size = f"{summary.get('images', 0)} images x {summary.get('steps', 0)} steps"
+    return f"{size}: " + "; ".join(parts)

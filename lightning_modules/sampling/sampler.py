@@ -182,7 +182,7 @@ def sample(
         eps_neg = eps_branches[2] if k == 3 else None
         guided = guide(guidance, eps_branches[0], eps_branches[1], eps_neg, gamma)
         if trace is not None:
-            trace.record(host_timesteps[i], gamma, guided, eps_branches[0], eps_branches[1], eps_neg)
+            trace.record(host_timesteps[i], gamma, guided, *eps_branches[:2], eps_neg)
         latents = scheduler.step(guided.eps, t, latents, **step_kwargs, return_dict=False)[0]
 
     # 5. Decode to [0, 1].
