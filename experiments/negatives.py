@@ -1,7 +1,7 @@
 """DiSC-DS stage 1b: pick each class's most confusing other class from a reference set.
 
-Reference set (stage 1a, ``embedded/reference_set.yaml``): images per class made with CADS and the
-positive prompt only, from real images. Here: ResNet-18 penultimate features of those images,
+Reference set (stage 1a, ``generate.yaml`` + ``variants/reference_set.yaml``): images per class
+made with CADS and the positive prompt only, from real images. Here: ResNet-18 penultimate features of those images,
 class mean features v_c, cosine similarity sim(v_c, v_c'), negative class
 c- = argmax over c' != c of sim(v_c, v_c'). Writes into ``output_dir``:
 

@@ -235,12 +235,14 @@ def run_stages(
     stage_overrides: dict[str, list[str]] | None = None,
     seeds: list[int] | None = None,
     heavy_overrides: list[str] | None = None,
+    classifier_overrides: list[str] | None = None,
 ) -> dict[str, dict]:
     """Run (or skip) each step in order; return every step's record, by step name.
 
     ``overrides`` are appended to every LightningCLI step (e.g. ``--trainer.accelerator=gpu``),
     ``heavy_overrides`` to the fit and predict steps of ``heavy`` stages (e.g.
-    ``--trainer.devices=-1 --trainer.strategy=ddp``), ``stage_overrides[name]`` to the steps of
+    ``--trainer.devices=-1 --trainer.strategy=ddp``), ``classifier_overrides`` to the fit and test
+    steps of the classifiers (``fit_test`` stages), ``stage_overrides[name]`` to the steps of
     stage ``name`` (or to the one step ``name``). A step that then asks for several devices or
     processes runs as its own ``python -m experiments`` process.
     """
@@ -257,6 +259,8 @@ def run_stages(
             step = replace(step, args=[*step.args, *overrides])
         if heavy_overrides and step.heavy:
             step = replace(step, args=[*step.args, *heavy_overrides])
+        if classifier_overrides and step.run_dir is not None:
+            step = replace(step, args=[*step.args, *classifier_overrides])
         for key in (step.stage, step.name) if stage_overrides else ():
             if key in stage_overrides and (key == step.name or step.stage != step.name):
                 step = replace(step, args=[*step.args, *stage_overrides[key]])
@@ -381,6 +385,7 @@ def run_pipeline(
     overrides: list[str] | None = None,
     heavy_overrides: list[str] | None = None,
     stage_overrides: dict[str, list[str]] | None = None,
+    classifier_overrides: list[str] | None = None,
 ) -> dict[str, dict]:
     """Run a pipeline and print its results; ``--config <pipeline.yaml>`` gives the arguments
     (the signature is the YAML's schema).
@@ -407,6 +412,8 @@ def run_pipeline(
             stages (generation, fine-tunes, classifier fits), e.g. ``["--trainer.devices=-1",
             "--trainer.strategy=ddp"]``: such commands run as their own processes.
         stage_overrides: Arguments appended to the steps of single stages, by stage name.
+        classifier_overrides: Arguments appended to the fit and test commands of every classifier
+            (``fit_test`` stages), e.g. a dataset's learning rate.
     """
     _check_single_process()
     values = {**(params or {}), "run_dir": run_dir}
@@ -424,7 +431,8 @@ def run_pipeline(
             )
     appendix = [replace(a, path=fill(a.path, f"appendix {a.title!r}")) for a in appendix or []]
     out = Path(run_dir)
-    records = run_stages(steps, out, overrides, stage_overrides, heavy_overrides=heavy_overrides)
+    records = run_stages(steps, out, overrides, stage_overrides, heavy_overrides=heavy_overrides,
+                         classifier_overrides=classifier_overrides)
     report = write_table(rows, runs, out / "results", compare_with or [])
     report += "\n\n" + summary_lines(summary or [], records)
     for part in appendix:

@@ -164,7 +164,8 @@ def test_real_dataset_configs_on_a_tiny_local_copy(dataset, tmp_path):
     root = make_food101(tmp_path / "food") if dataset == "food101_lt" else make_vfn(tmp_path / "vfn")
     extra = ["--data.init_args.long_tail.n_max=6", "--data.init_args.long_tail.imbalance_factor=6"]
     cli = cli_main([
-        "fit", "--config", f"experiments/configs/{dataset}/classifier_ce.yaml",
+        "fit", "--config", "experiments/configs/sd14/classifier_ce.yaml",
+        f"--data=experiments/configs/data/{dataset}.yaml",
         f"--trainer.default_root_dir={tmp_path / 'run'}", "--trainer.fast_dev_run=true",
         "--trainer.accelerator=cpu", "--trainer.precision=32-true",
         f"--data.init_args.root={root}", "--data.init_args.num_head_classes=1",

@@ -24,7 +24,7 @@ def test_help_lists_every_subcommand_once(capsys):
 def test_a_missing_model_directory_is_one_line(monkeypatch, capsys, tmp_path, embedded_cache):
     from conftest import tiny_data_args
 
-    argv = ["predict", "--config", "experiments/configs/embedded/sd_generate.yaml",
+    argv = ["predict", "--config", "experiments/configs/embedded/generate.yaml",
             f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false",
             f"--model.init_args.pretrained_model_name_or_path={tmp_path / 'missing'}",
             *tiny_data_args(embedded_cache, "data.init_args.real.init_args")]

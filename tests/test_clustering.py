@@ -138,5 +138,5 @@ def test_food101_lt_cluster_config(embedded_cache, resnet_weights, tmp_path) -> 
     run_dir = tmp_path / "cluster"
     extra = ["--data", "experiments/configs/data/embedded.yaml", *tiny_data_args(embedded_cache),
              "--trainer.accelerator=cpu", "--trainer.precision=32"]
-    _predict("experiments/configs/food101_lt/cluster.yaml", run_dir, resnet_weights, extra)
+    _predict("experiments/configs/sd14/cluster.yaml", run_dir, resnet_weights, extra)
     assert (run_dir / "subclasses.csv").is_file()

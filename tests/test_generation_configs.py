@@ -20,7 +20,7 @@ from experiments import tools
 from experiments.__main__ import cli_main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
-SAMPLERS = ["cfg", "cads", "ccfg", "disc_ds", "disc_ds_fixed_tau"]
+SAMPLERS = ["cfg", "cads", "ccfg", "disc_ds"]  # the shipped sampler/*.yaml
 FAST = ["--model.init_args.num_inference_steps=2", "--trainer.enable_progress_bar=false"]
 
 
@@ -55,7 +55,8 @@ def _predict(config: str, out: Path, *args: str) -> list:
 
 def test_embedded_stage1_then_stage2(embedded_cache, resnet_weights, tmp_path):
     reference = _predict(
-        "embedded/reference_set.yaml", tmp_path / "ref", *_embedded(embedded_cache)
+        "embedded/generate.yaml", tmp_path / "ref", *_embedded(embedded_cache),
+        "--config", str(CONFIGS / "variants/reference_set.yaml"),
     )
     assert len(reference) == 10 and {s.row.sampler for s in reference} == {"cads"}
 
@@ -70,7 +71,7 @@ def test_embedded_stage1_then_stage2(embedded_cache, resnet_weights, tmp_path):
         assert (tmp_path / "neg" / name).is_file()
 
     synthetic = _predict(
-        "embedded/disc_ds_generate.yaml", tmp_path / "disc_ds", *_embedded(embedded_cache),
+        "embedded/generate.yaml", tmp_path / "disc_ds", *_embedded(embedded_cache),
         f"--data.init_args.negatives_csv={tmp_path / 'neg' / 'negatives.csv'}",
     )
     assert [s.row.negative_class_name for s in synthetic] == [
@@ -87,7 +88,7 @@ def test_sampler_variants(sampler, embedded_cache, tiny_datamodule, tmp_path):
         rows = [[n, names[(i + 1) % len(names)], 0.5] for i, n in enumerate(names)]
         csv.writer(f).writerows([["class_name", "negative_class_name", "similarity"], *rows])
     synthetic = _predict(
-        "embedded/disc_ds_generate.yaml", tmp_path / "out", *_embedded(embedded_cache),
+        "embedded/generate.yaml", tmp_path / "out", *_embedded(embedded_cache),
         f"--data.init_args.negatives_csv={negatives}",
         f"--model.init_args.guidance={CONFIGS / 'sampler' / f'{sampler}.yaml'}",
     )
@@ -130,18 +131,21 @@ def test_paper_dataset_disc_ds_configs(dataset, embedded_cache, resnet_weights, 
            f"--model.init_args.pretrained_model_name_or_path={sd}",
            "--model.init_args.acceleration.compile=false",  # minutes on 2 CPU cores, no gain
            "--data.init_args.image_size=32", "--data.init_args.num_workers=0",
+           f"--data.init_args.real={CONFIGS / 'data' / dataset}.yaml",
            *real("--data.init_args.real.init_args")]
-    reference = _predict(f"{dataset}/reference_set.yaml", tmp_path / "ref", *cpu)
+    reference = _predict("sd14/generate.yaml", tmp_path / "ref", *cpu,
+                         "--config", str(CONFIGS / "variants/reference_set.yaml"))
     assert len(reference) == 10 and reference[0].row.model == str(sd)
     result = cli_main([
-        "negatives", "--config", str(CONFIGS / f"{dataset}/negatives.yaml"),
+        "negatives", "--config", str(CONFIGS / "sd14/negatives.yaml"),
+        f"--data={CONFIGS / 'data' / dataset}.yaml",
         f"--manifest={tmp_path / 'ref'}", f"--weights_path={resnet_weights}",
         f"--output_dir={tmp_path / 'neg'}", "--image_size=32", "--resize_size=32",
         "--device=cpu", *real("--data.init_args"),
     ])
     assert len(result.negatives) == 10 and result.planted_pairs is None
     synthetic = _predict(
-        f"{dataset}/disc_ds_generate.yaml", tmp_path / "disc_ds", *cpu,
+        "sd14/generate.yaml", tmp_path / "disc_ds", *cpu,
         f"--data.init_args.negatives_csv={tmp_path / 'neg' / 'negatives.csv'}",
     )
     assert len(synthetic) == 10 and {s.row.sampler for s in synthetic} == {"disc_ds"}

@@ -15,14 +15,15 @@ from callbacks.generation_writer import read_record
 from datamodules.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = "experiments/configs/embedded/reference_set.yaml"
+CONFIG = "experiments/configs/embedded/generate.yaml"
+REFERENCE = "experiments/configs/variants/reference_set.yaml"
 PER_CLASS = 15  # 150 images: seconds of generation, so the kill lands mid-run
 
 
 def _args(cache: str, out: Path) -> list[str]:
     real = "--data.init_args.real.init_args"
     return [
-        "predict", "--config", CONFIG, f"{real}.cache_dir={cache}",
+        "predict", "--config", CONFIG, "--config", REFERENCE, f"{real}.cache_dir={cache}",
         *[f"{real}.settings.{k}={v}" for k, v in TINY_SETTINGS.items()],
         f"--data.init_args.per_class={PER_CLASS}", "--data.init_args.batch_size=4",
         "--model.init_args.num_inference_steps=2", f"--trainer.default_root_dir={out}",
