@@ -138,10 +138,14 @@ def test_a_ddp_stage_runs_as_its_own_two_processes(tmp_path, embedded_cache, cap
             "--table=[{method: CE, stage: ce}]", "--summary=[]", "--appendix=[]",
             "--compare_with=[]",
             f"--overrides={json.dumps([*FAST, *tiny_data_args(embedded_cache)])}",
-            '--heavy_overrides=["--trainer.devices=2", "--trainer.strategy=ddp"]']
+            '--heavy_overrides=["--trainer.devices=2", "--trainer.strategy=ddp"]',
+            '--classifier_overrides=["--model.init_args.optimizer.init_args.lr=0.0123"]']
     with caplog.at_level("INFO"):
         records = cli_main(args)
     assert "ce.seed0.fit: python -m experiments fit" in caplog.text
+    lr = "--model.init_args.optimizer.init_args.lr=0.0123"  # a dataset's classifier setting
+    assert lr in records["ce.seed0.fit"]["args"] and lr in records["ce.seed0.test"]["args"]
+    assert "lr: 0.0123" in (run / "ce" / "seed0" / "config.yaml").read_text()
     assert "(own processes)" in caplog.text
     assert "| CE | 1 |" in (run / "results.md").read_text()
     assert records["ce.seed0.test"]["metrics"]["test/acc_overall"] >= 0
