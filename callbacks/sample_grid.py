@@ -15,7 +15,6 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from torchvision.utils import make_grid, save_image
 
 from lightning_modules.diffusion.components import encode_prompts
 from lightning_modules.sampling.guidance import GuidanceConfig
@@ -107,13 +106,20 @@ class SampleGrid(L.Callback):
                 )  # (N, 3, H, W) in [0, 1]
         finally:
             components.unet.train(was_training)
-        grid = make_grid(images.float().cpu(), nrow=self.per_class, padding=1)
+        from experiments.plots import plot_prompt_grid  # matplotlib only when writing
+
         out = Path(self.output_dir or Path(trainer.default_root_dir) / "samples")
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"step{step:06d}.png"
-        save_image(grid, path)
+        plot_prompt_grid(images, [_label(row[0]) for row in rows], path)
         self.saved.append(path)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 caption = " | ".join(row[0] for row in rows)
                 logger.log_image(key="samples", images=[str(path)], step=step, caption=[caption])
+
+
+def _label(prompt: str) -> str:
+    """A grid row's label: the prompt without the template's fixed words."""
+    text = prompt.removeprefix("A photo of ").removesuffix(", a type of food.")
+    return text.replace(", style ", "\n")

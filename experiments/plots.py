@@ -117,7 +117,7 @@ def plot_similarity(csv_path: str | Path, out_path: str | Path) -> Path:
     for i, j in enumerate(others.argmax(axis=1)):
         ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=1))
     ax.set_title("class similarity (red: most confusing other class)")
-    fig.colorbar(image, ax=ax)
+    fig.colorbar(image, ax=ax, label="cosine similarity of class-mean features")
     return _save(fig, Path(out_path))
 
 
@@ -189,6 +189,23 @@ def plot_sample_grid(
                 ax.set_title(what)
         axes[row, 0].set_ylabel(class_names[label], rotation=0, ha="right", va="center",
                                 fontsize=8)
+    return _save(fig, Path(out_path))
+
+
+def plot_prompt_grid(images: torch.Tensor, row_labels: Sequence[str], out_path: str | Path,
+                     tile_inches: float = 0.9) -> Path:
+    """Images ``(rows * k, 3, H, W)`` in [0, 1] as one labelled row per prompt row, each tile
+    shown at ``tile_inches`` (pixels kept sharp: nearest-neighbour)."""
+    rows = len(row_labels)
+    per_row = images.shape[0] // rows
+    fig, axes = plt.subplots(rows, 1, squeeze=False,
+                             figsize=(tile_inches * per_row + 2.2, tile_inches * rows + 0.3))
+    for r, label in enumerate(row_labels):
+        strip = torch.cat(list(images[r * per_row:(r + 1) * per_row].float().cpu()), dim=2)
+        ax = axes[r, 0]
+        ax.imshow(strip.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
     return _save(fig, Path(out_path))
 
 
