@@ -60,6 +60,23 @@ def run_accuracies(run_dir: str | Path) -> dict[str, float | None] | None:
     return {g: 100.0 * c / t if t else None for g, (c, t) in sums.items()}
 
 
+def run_steps(run_dir: str | Path) -> int | None:
+    """The optimizer steps a classifier run took (its last checkpoint's ``global_step``)."""
+    path = Path(run_dir) / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        return None
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+
+
+def _steps_cell(run_dirs: list[str | Path]) -> str:
+    steps = sorted({s for s in (run_steps(d) for d in run_dirs) if s is not None})
+    if not steps:
+        return "-"
+    return str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+
+
 def wandb_run_id(run_dir: str | Path) -> str:
     """The W&B run id of a run directory ('' without one)."""
     latest = Path(run_dir) / "wandb" / "latest-run"
@@ -105,7 +122,7 @@ def build_table(
     missing = [stage for stage, row in baselines if row is None]
     if missing:
         raise ValueError(f"compare_with: no table row shows stage(s) {missing}")
-    header = ["Method", "Seeds", "Head", "Tail", "Overall",
+    header = ["Method", "Seeds", "Steps", "Head", "Tail", "Overall",
               *(f"vs {row.method}: overall diff [95% CI]" for _, row in baselines),
               "Paper (H / T / O)"]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
@@ -117,10 +134,11 @@ def build_table(
         paper = " / ".join("-" if v is None else f"{v:.1f}" for v in ref) if ref else ""
         if ref and dataset:
             paper = f"{dataset}: {paper}"
+        steps = _steps_cell([_row_runs(row, runs)[seed] for seed in accs])
         if accs:
-            cells = [str(len(accs))] + [_cell([a[g] for a in accs.values()]) for g in GROUPS]
+            cells = [str(len(accs)), steps] + [_cell([a[g] for a in accs.values()]) for g in GROUPS]
         else:
-            cells = ["0", "not run", "not run", "not run"]
+            cells = ["0", "-", "not run", "not run", "not run"]
         for _, base in baselines:
             if base is row:
                 cells.append("-")
@@ -138,7 +156,8 @@ def build_table(
 
 
 TABLE_NOTE = (
-    "Top-1 accuracy (%) on the test split, mean +- std over the seeds; the diff columns are the "
+    "Top-1 accuracy (%) on the test split, mean +- std over the seeds; Steps: the optimizer steps "
+    "each run took (its checkpoint's); the diff columns are the "
     "mean paired difference of overall accuracy to that row over the common seeds, with its 95 % "
     "t-interval; 'better' / 'worse' only where a paired t-test over the seeds gives p < 0.05, "
     "else 'n.s.'."

@@ -66,7 +66,7 @@ def test_main_job_end_to_end_resumes_after_a_failure_and_reproduces(tmp_path, em
     for row in ("CE (real only)", "ROS (real only)", "pre-trained SD", "ClusDiff", "DiSC-DS"):
         assert row in report
     assert "not run" not in report and "not measured" not in report
-    assert "| CE (real only) | 2 |" in report  # two seeds
+    assert "| CE (real only) | 2 | 1 |" in report  # two seeds, one optimizer step each
     assert "vs CE (real only): overall diff [95% CI]" in report
     assert "mean adjusted Rand index" in report and "over 2 seeds" in report
     assert "## Mechanisms: the judge of each synthetic set" in report
@@ -147,7 +147,7 @@ def test_a_ddp_stage_runs_as_its_own_two_processes(tmp_path, embedded_cache, cap
     assert lr in records["ce.seed0.fit"]["args"] and lr in records["ce.seed0.test"]["args"]
     assert "lr: 0.0123" in (run / "ce" / "seed0" / "config.yaml").read_text()
     assert "(own processes)" in caplog.text
-    assert "| CE | 1 |" in (run / "results.md").read_text()
+    assert "| CE | 1 | 1 |" in (run / "results.md").read_text()  # 1 seed, 1 step
     assert records["ce.seed0.test"]["metrics"]["test/acc_overall"] >= 0
     saved = torch.load(run / "ce" / "seed0" / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 1  # one batch per process (limit_train_batches=1)
@@ -183,7 +183,7 @@ def test_table_marks_an_empty_group_and_refuses_an_unknown_paper_method(tmp_path
         "class_index,class_name,is_head,train_count,correct,total,accuracy\n"
         "0,a,False,4,3,4,75.0\n1,b,False,2,1,4,25.0\n")
     markdown, records = build_table([Row("CE", str(run), paper="food101_lt/ce")])
-    assert "| CE | 1 | - | 50.0 | 50.0 | food101_lt: 65.8 / 20.9 / 33.4 |" in markdown
+    assert "| CE | 1 | - | - | 50.0 | 50.0 | food101_lt: 65.8 / 20.9 / 33.4 |" in markdown
     assert records[0]["acc_head"] is None and records[0]["acc_tail"] == 50.0
     with pytest.raises(ValueError, match=r"unknown method 'disc-ds'"):
         build_table([Row("DiSC-DS", str(run), paper="food101_lt/disc-ds")])
