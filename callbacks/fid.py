@@ -28,13 +28,12 @@ from torch import Tensor
 from datamodules.long_tailed import LongTailDataModule
 from lightning_modules.image_metrics import (
     DEFAULT_STATS_CACHE,
-    MetricFeatures,
     fid_metric,
     inception_score,
     is_metric,
     real_statistics,
-    resize_for_metric,
 )
+from lightning_modules.metric_features import MetricFeatures, resize_for_metric
 
 
 @runtime_checkable

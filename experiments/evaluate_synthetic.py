@@ -3,7 +3,7 @@
     python -m experiments evaluate-synthetic --manifest runs/.../synthetic/manifest.jsonl \
         --data.class_path datamodules.EmbeddedFoodLT \
         --data.init_args.cache_dir .cache/lt-food-synth \
-        --extractor.class_path lightning_modules.image_metrics.ResNetFeatures \
+        --extractor.class_path lightning_modules.metric_features.ResNetFeatures \
         --extractor.init_args.weights_path runs/.../checkpoints/last.ckpt --out_dir runs/.../eval
 
 Writes ``<out_dir>/fid.csv``: one row for all classes (``class_index`` -1) and, with
@@ -29,12 +29,11 @@ from lightning_modules.image_metrics import (
     ALL,
     DEFAULT_STATS_CACHE,
     ClasswiseFID,
-    MetricFeatures,
-    extract_features,
     inception_score,
     is_metric,
     real_statistics,
 )
+from lightning_modules.metric_features import MetricFeatures, extract_features
 
 
 def evaluate_synthetic(

@@ -6,7 +6,7 @@
 Each set is judged by a classifier that knows what an image depicts: on the embedded dataset the
 oracle of class and planted sub-mode (:class:`~lightning_modules.judge.oracle.EmbeddedJudge`,
 built and cached on first use); on Food-101 / VFN-LT any classifier checkpoint
-(``--judge.class_path lightning_modules.image_metrics.ResNetFeatures
+(``--judge.class_path lightning_modules.metric_features.ResNetFeatures
 --judge.init_args.weights_path <ckpt>``), which gives the class figures only. The figures are
 defined in :mod:`lightning_modules.judge.figures`; the same figures of the real test split are
 the reference beside them.
@@ -32,9 +32,9 @@ from datamodules.info import PlantedTruth
 from datamodules.layout import Sample
 from datamodules.long_tailed import LongTailDataModule
 from datamodules.manifest import SyntheticSample, read_manifest
-from lightning_modules.image_metrics import MetricFeatures, extract_features
 from lightning_modules.judge import figures as F
 from lightning_modules.judge.oracle import OracleSettings, submode_given_class
+from lightning_modules.metric_features import MetricFeatures, extract_features
 
 
 def _judge_for(
@@ -48,7 +48,7 @@ def _judge_for(
     if not isinstance(data, EmbeddedFoodLT):
         raise ValueError(
             f"judge: no judge given for {type(data).__name__}; name a classifier checkpoint, e.g. "
-            "--judge.class_path lightning_modules.image_metrics.ResNetFeatures "
+            "--judge.class_path lightning_modules.metric_features.ResNetFeatures "
             "--judge.init_args.weights_path <classifier .ckpt>"
         )
     from lightning_modules.judge.oracle import EmbeddedJudge

@@ -2,7 +2,7 @@
 
     python -m experiments plots --run_dir runs/embedded/disc_ds \
         [--data.class_path datamodules.EmbeddedFoodLT --manifest .../manifest.jsonl \
-         --extractor.class_path lightning_modules.image_metrics.ResNetFeatures \
+         --extractor.class_path lightning_modules.metric_features.ResNetFeatures \
          --extractor.init_args.weights_path .../last.ckpt --class_pairs '[[pizza, garlic_bread]]']
 
 Whatever is present is drawn (matplotlib, Agg):
@@ -39,11 +39,10 @@ from datamodules.dataset import load_rgb  # noqa: E402
 from datamodules.layout import Sample  # noqa: E402
 from datamodules.long_tailed import LongTailDataModule  # noqa: E402
 from datamodules.manifest import GUIDANCE_SUMMARY_NAME, MANIFEST_NAME, read_manifest  # noqa: E402
-from lightning_modules.image_metrics import (  # noqa: E402
+from lightning_modules.image_metrics import inception_score, is_metric  # noqa: E402
+from lightning_modules.metric_features import (  # noqa: E402
     MetricFeatures,
     extract_features,
-    inception_score,
-    is_metric,
     metric_image_transform,
 )
 

@@ -39,7 +39,11 @@ def _data_file(root: Path, path: Path) -> Path:
 
 
 def test_ablation_pipeline_on_a_dataset_in_food101_layout(tmp_path):
-    from lightning_modules.diffusion import TinyDiffusionConfig, build_tiny_components, save_pipeline
+    from lightning_modules.diffusion import (
+        TinyDiffusionConfig,
+        build_tiny_components,
+        save_pipeline,
+    )
 
     sd = save_pipeline(build_tiny_components(TinyDiffusionConfig()), tmp_path / "sd-v1-4")
     cli_main(["checksum", "--directory", str(sd), "--write", "true"])

@@ -15,17 +15,19 @@ from torch import nn
 
 from callbacks.fid import GenerativeMetricsCallback
 from lightning_modules.image_metrics import (
-    INCEPTION_WEIGHTS_ENV,
-    INCEPTION_WEIGHTS_NAME,
     ClasswiseFID,
-    InceptionFeatures,
-    MetricFeatures,
-    MetricFeaturesOutput,
-    default_inception_weights_path,
     fid_metric,
     inception_score,
     is_metric,
     real_statistics,
+)
+from lightning_modules.metric_features import (
+    INCEPTION_WEIGHTS_ENV,
+    INCEPTION_WEIGHTS_NAME,
+    InceptionFeatures,
+    MetricFeatures,
+    MetricFeaturesOutput,
+    default_inception_weights_path,
 )
 
 
@@ -233,7 +235,7 @@ def test_evaluate_synthetic_writes_overall_and_per_class(
             "--data.class_path", "datamodules.EmbeddedFoodLT",
             f"--data.init_args.cache_dir={Path(tiny_datamodule.cache_dir)}",
             *[f"--data.init_args.settings.{k}={v}" for k, v in TINY_SETTINGS.items()],
-            "--extractor.class_path", "lightning_modules.image_metrics.ResNetFeatures",
+            "--extractor.class_path", "lightning_modules.metric_features.ResNetFeatures",
             "--extractor.init_args.num_classes=10", "--per_class=false",
             f"--stats_cache_dir={tmp_path / 'cache'}", "--device=cpu"]
     cli = CLI(evaluate_synthetic, args=args, as_positional=False)

@@ -239,7 +239,7 @@ def test_finetune_logs_fid_and_is_through_the_callback(tiny_datamodule, tmp_path
     from datamodules.diffusion_data import DiffusionFineTuneData
     from lightning_modules.diffusion.components import TinyDiffusionConfig
     from lightning_modules.diffusion.finetune import DiffusionFineTune
-    from lightning_modules.image_metrics import ResNetFeatures
+    from lightning_modules.metric_features import ResNetFeatures
 
     data = DiffusionFineTuneData(real=tiny_datamodule, resolution=8, batch_size=16)
     model = DiffusionFineTune(

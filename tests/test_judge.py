@@ -93,7 +93,7 @@ def _judged_as(judge, datamodule, class_name: str, judged_as: str) -> float:
     """Fraction of a class's real test images the judge puts in class ``judged_as``."""
     import torch
 
-    from lightning_modules.image_metrics import extract_features
+    from lightning_modules.metric_features import extract_features
 
     names = datamodule.dataset_info.class_names
     samples = [s for s in datamodule.index.test if s.label == names.index(class_name)]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments.plots import read_square_csv, render_plots
-from lightning_modules.image_metrics import ResNetFeatures
+from lightning_modules.metric_features import ResNetFeatures
 
 
 def _fake_run(run_dir: Path, names: list[str]) -> None:

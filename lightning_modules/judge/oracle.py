@@ -36,8 +36,8 @@ from datamodules.embedded.build import (
     read_planted_submodes,
 )
 from datamodules.embedded.judge_set import SubmodeCatalog, render_judge_set
-from lightning_modules.image_metrics import MetricFeatures, MetricFeaturesOutput
 from lightning_modules.judge.network import FEATURE_DIM, JudgeNet, class_logits
+from lightning_modules.metric_features import MetricFeatures, MetricFeaturesOutput
 
 JUDGE_VERSION = 2
 MIN_CLASS_ACCURACY = 0.98
