@@ -137,3 +137,9 @@ def test_no_shipped_config_is_a_near_copy_of_another():
     assert not near, f"near-copies (make one a delta of the other): {near}"
     # A ratchet, not a target: the configs may only get fewer (55 on 2026-12-02).
     assert len(files) <= 55, f"{len(files)} shipped YAML files"
+
+
+def test_config_lines_are_at_most_100_characters():
+    long = [f"{p}:{n}" for p in CONFIGS.rglob("*.yaml")
+            for n, line in enumerate(p.read_text().splitlines(), 1) if len(line) > 100]
+    assert not long, f"lines over 100 characters: {long}"
