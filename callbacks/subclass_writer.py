@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from datamodules.atomic import atomic_open, atomic_write_text
 from datamodules.info import PlantedTruth
-from lightning_modules.clustering import AriReport, adjusted_rand_per_class, cluster_class
+from lightning_modules.clustering import AriReport, adjusted_rand_per_class, cluster_classes
 
 SUBCLASS_COLUMNS = ("path", "label", "class_name", "subclass", "is_exemplar")
 
@@ -144,22 +144,8 @@ class SubclassWriter(BasePredictionWriter):
         paths: list[str],
         class_names: list[str],
     ) -> None:
-        subclass = np.zeros(len(labels), np.int64)
-        exemplar = np.zeros(len(labels), bool)
-        summary: list[dict[str, Any]] = []
-        for c in sorted(set(labels.tolist())):
-            members = np.flatnonzero(labels == c)
-            result = cluster_class(features[members], **self.settings)
-            subclass[members] = result.labels
-            exemplar[members[result.exemplars]] = True
-            sizes = np.bincount(result.labels, minlength=result.num_subclasses)
-            summary.append({
-                "label": c, "class_name": class_names[c], "num_images": len(members),
-                "num_subclasses": result.num_subclasses,
-                "subclass_sizes": ";".join(str(int(k)) for k in sizes),
-                "preference": result.preference, "converged": result.converged,
-                "runs": result.runs, "nonconverged_runs": result.nonconverged_runs,
-            })
+        clustering = cluster_classes(features, labels, class_names, **self.settings)
+        subclass, exemplar, summary = clustering.subclass, clustering.exemplar, clustering.summary
 
         with atomic_open(out / "subclasses.csv") as f:
             writer = csv.writer(f)

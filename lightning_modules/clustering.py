@@ -194,6 +194,46 @@ def cluster_class(
 
 
 @dataclass
+class DatasetClustering:
+    """The sub-classes of every class of a dataset (:func:`cluster_classes`).
+
+    Attributes:
+        subclass: Sub-class id per image (within its class), ``(N,)``.
+        exemplar: Whether each image is its sub-class's exemplar, ``(N,)``.
+        summary: One row per class: label, class_name, num_images, num_subclasses,
+            subclass_sizes (``;``-joined), preference, converged, runs, nonconverged_runs.
+    """
+
+    subclass: np.ndarray
+    exemplar: np.ndarray
+    summary: list[dict]
+
+
+def cluster_classes(
+    features: np.ndarray, labels: np.ndarray, class_names: list[str], **settings
+) -> DatasetClustering:
+    """:func:`cluster_class` on the images of each class (``settings`` go to it)."""
+    labels = np.asarray(labels)
+    subclass = np.zeros(len(labels), np.int64)
+    exemplar = np.zeros(len(labels), bool)
+    summary: list[dict] = []
+    for c in sorted(set(labels.tolist())):
+        members = np.flatnonzero(labels == c)
+        result = cluster_class(features[members], **settings)
+        subclass[members] = result.labels
+        exemplar[members[result.exemplars]] = True
+        sizes = np.bincount(result.labels, minlength=result.num_subclasses)
+        summary.append({
+            "label": c, "class_name": class_names[c], "num_images": len(members),
+            "num_subclasses": result.num_subclasses,
+            "subclass_sizes": ";".join(str(int(k)) for k in sizes),
+            "preference": result.preference, "converged": result.converged,
+            "runs": result.runs, "nonconverged_runs": result.nonconverged_runs,
+        })
+    return DatasetClustering(subclass, exemplar, summary)
+
+
+@dataclass
 class AriReport:
     """Adjusted Rand index of the sub-classes against planted sub-modes.
 

@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightning_modules.clustering import adjusted_rand_per_class, cluster_class, draw_subclasses
+from lightning_modules.clustering import (
+    adjusted_rand_per_class,
+    cluster_class,
+    cluster_classes,
+    draw_subclasses,
+)
 
 CLUSTER_YAML = "experiments/configs/embedded/cluster.yaml"
 
@@ -53,6 +58,19 @@ def test_ari_is_one_on_well_separated_planted_clusters() -> None:
     labels = np.zeros(30, int)
     report = adjusted_rand_per_class(["dish"], labels, result.labels, planted)
     assert report.per_class == {"dish": pytest.approx(1.0)} and report.mean == pytest.approx(1.0)
+
+
+def test_cluster_classes_clusters_each_class_on_its_own() -> None:
+    """Two classes, interleaved: 3 and 2 separated blobs; ids restart at 0 within each class."""
+    first, second = _blobs(3, 8, 0.05, seed=1), _blobs(2, 8, 0.05, seed=2)
+    features = np.empty((40, 16))
+    labels = np.array([0, 1] * 16 + [0] * 8)
+    features[labels == 0], features[labels == 1] = first, second
+    result = cluster_classes(features, labels, ["a", "b"], max_subclasses=10)
+    assert [row["num_subclasses"] for row in result.summary] == [3, 2]
+    assert [row["subclass_sizes"] for row in result.summary] == ["8;8;8", "8;8"]
+    assert set(result.subclass[labels == 1].tolist()) == {0, 1}
+    assert result.exemplar.sum() == 5 and result.summary[1]["class_name"] == "b"
 
 
 def test_ari_skips_degenerate_classes() -> None:
