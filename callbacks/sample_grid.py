@@ -10,6 +10,7 @@ Sampling runs on rank 0 only, with the EMA weights when the module keeps an EMA.
 from __future__ import annotations
 
 import contextlib
+import textwrap
 from pathlib import Path
 
 import lightning as L
@@ -111,15 +112,10 @@ class SampleGrid(L.Callback):
         out = Path(self.output_dir or Path(trainer.default_root_dir) / "samples")
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"step{step:06d}.png"
-        plot_prompt_grid(images, [_label(row[0]) for row in rows], path)
+        plot_prompt_grid(images, [textwrap.fill(row[0], 24) for row in rows], path)
         self.saved.append(path)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 caption = " | ".join(row[0] for row in rows)
                 logger.log_image(key="samples", images=[str(path)], step=step, caption=[caption])
 
-
-def _label(prompt: str) -> str:
-    """A grid row's label: the prompt without the template's fixed words."""
-    text = prompt.removeprefix("A photo of ").removesuffix(", a type of food.")
-    return text.replace(", style ", "\n")

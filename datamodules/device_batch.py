@@ -8,7 +8,7 @@ with the batch's Mixup plan; after the transfer to the device the datamodule's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -53,9 +53,8 @@ class PlannedUint8Collate:
 
     def __call__(self, fetched: tuple[list, BatchPlan]) -> Uint8Batch:
         samples, plan = fetched
-        return Uint8Batch(torch.stack([x for x, _ in samples]),
-                          torch.tensor([y for _, y in samples]),
-                          torch.tensor(plan.partners), plan_lam(plan, self.alpha))
+        return replace(collate_uint8(samples), partners=torch.tensor(plan.partners),
+                       lam=plan_lam(plan, self.alpha))
 
 
 def to_training_batch(batch: Uint8Batch, num_classes: int) -> tuple[Tensor, Tensor]:

@@ -87,11 +87,13 @@ def subclass_majorities(
     return {k: v.most_common(1)[0][0] for k, v in votes.items()}
 
 
-def _judged(
+def judge_samples(
     judge: MetricFeatures, samples: Sequence[Sample], rows: Sequence | None,
     class_names: Sequence[str], planted: dict[str, str] | None, image_size: int,
     batch_size: int, device: str, majorities: dict[tuple[str, int], int] | None = None,
 ) -> F.Judged:
+    """The judge's view of a set of images (judged class, features, planted sub-mode where known),
+    the input of every figure in :mod:`lightning_modules.judge.figures`."""
     labels, classes, features, unit_logits = _run_judge(judge, samples, image_size, batch_size,
                                                         device)
     if unit_logits is not None and classes.size and unit_logits.shape[0] != len(labels):
@@ -207,8 +209,8 @@ def judge_sets(
     if subclasses_csv is not None and planted is not None and catalog is not None:
         majorities = subclass_majorities(subclasses_csv, planted, catalog)
     size = data.image_size
-    real = _judged(judge_net, data.index.test, None, class_names, planted, size, batch_size,
-                   device)
+    real = judge_samples(judge_net, data.index.test, None, class_names, planted, size,
+                         batch_size, device)
     report = {"judge": judge_net.identity(), "judge_accuracy": getattr(judge_net, "accuracy", None),
               "per_class_limit": per_class, "bootstrap": bootstrap,
               "real_test": _as_dict(set_figures(real, real, pairs, class_names, catalog,
@@ -217,8 +219,8 @@ def judge_sets(
     metrics: dict[str, float] = {}
     for name, path in zip(names, manifest):
         samples = _take_per_class(read_manifest(path, class_names), per_class)
-        judged = _judged(judge_net, samples, [s.row for s in samples], class_names, planted,
-                         size, batch_size, device, majorities)
+        judged = judge_samples(judge_net, samples, [s.row for s in samples], class_names,
+                               planted, size, batch_size, device, majorities)
         figures = set_figures(judged, real, pairs, class_names, catalog, bootstrap, seed)
         record = {"manifest": str(path), "sampler": samples[0].row.sampler if samples else None,
                   "images": len(samples), "figures": _as_dict(figures)}

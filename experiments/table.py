@@ -1,8 +1,8 @@
 """Result tables in the papers' shape, from finished classifier runs.
 
 ``python -m experiments table --config <table.yaml>`` (``rows``: method, run_dir, ...) reads each
-run's ``per_class_accuracy_test.csv`` (written by the classifier at test end), recomputes head / tail /
-overall top-1 from the per-class counts, and writes ``<out>.md`` and ``<out>.csv`` with the
+run's ``per_class_accuracy_test.csv`` (written by the classifier at test end), recomputes head /
+tail / overall top-1 from the per-class counts, and writes ``<out>.md`` and ``<out>.csv`` with the
 paper's numbers alongside where the paper reports them. In a pipeline a row shows every seed of
 its stage (mean +- std) and its paired difference to the baseline rows (``compare_with``).
 """

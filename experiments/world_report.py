@@ -39,7 +39,7 @@ from datamodules import EmbeddedFoodLT
 from datamodules.atomic import atomic_write_text
 from datamodules.layout import Sample
 from datamodules.manifest import read_manifest
-from experiments.judge import _judged
+from experiments.judge import judge_samples
 from lightning_modules.judge import figures as F
 from lightning_modules.judge.oracle import EmbeddedJudge, OracleSettings
 
@@ -108,7 +108,7 @@ def world_report(
     planted = data.planted_submodes()
 
     def judged(samples, rows=None) -> F.Judged:
-        return _judged(judge, samples, rows, names, planted, data.image_size, 256, "cpu")
+        return judge_samples(judge, samples, rows, names, planted, data.image_size, 256, "cpu")
 
     test, train, corpus = judged(data.index.test), judged(data.index.train), judged(_corpus(data))
     pairs = [(names.index(a), names.index(b)) for x, y in data.confusable_pairs()

@@ -81,13 +81,17 @@ def test_last_checkpoint_is_the_final_epoch_not_the_best(tmp_path, embedded_cach
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 1
 
 
+def _fit_killed_at_second_epoch(run, cache: str, common: list[str]) -> None:
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        cli_main(["fit", *_args(run, cache, *common),
+                  "--trainer.callbacks+=test_cli_classifier.CrashAtSecondEpoch"])
+
+
 def test_fit_killed_mid_run_resumes_from_last(tmp_path, embedded_cache):
     run = tmp_path / "run"
     common = ["--trainer.max_epochs=3", "--trainer.limit_train_batches=2",
               "--trainer.limit_val_batches=1"]
-    with pytest.raises(RuntimeError, match="simulated kill"):
-        cli_main(["fit", *_args(run, embedded_cache, *common),
-                  "--trainer.callbacks+=test_cli_classifier.CrashAtSecondEpoch"])
+    _fit_killed_at_second_epoch(run, embedded_cache, common)
     saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["epoch"] == 0 and saved["global_step"] == 2
 
@@ -213,9 +217,7 @@ def test_a_resumed_fit_continues_its_wandb_run(tmp_path, embedded_cache, monkeyp
     run = tmp_path / "run"
     common = ["--trainer.max_epochs=2", "--trainer.limit_train_batches=1",
               "--trainer.limit_val_batches=1"]
-    with pytest.raises(RuntimeError, match="simulated kill"):
-        cli_main(["fit", *_args(run, embedded_cache, *common),
-                  "--trainer.callbacks+=test_cli_classifier.CrashAtSecondEpoch"])
+    _fit_killed_at_second_epoch(run, embedded_cache, common)
     first = previous_wandb_run(str(run))
     resumed = cli_main(["fit", *_args(run, embedded_cache, *common), "--ckpt_path=last"])
     assert first and resumed.trainer.logger.experiment.id == first
