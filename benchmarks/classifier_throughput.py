@@ -91,8 +91,14 @@ def _loaders(real, synthetic, cache_root, image_size, batch_size, workers):
 
 
 def _loader_rate(loader, batches: int) -> float:
-    it, seen = iter(loader), 0
-    next(it)  # worker start-up
+    """Images/s of ``batches`` batches after the first (worker start-up), epoch after epoch."""
+
+    def forever():
+        while True:
+            yield from loader
+
+    it, seen = forever(), 0
+    next(it)
     start = time.perf_counter()
     for _ in range(batches):
         batch = next(it)
@@ -119,15 +125,16 @@ def benchmark(small: bool, workers: int | None, compile_model: bool, device: str
     batch = 32 if small else 512
     workers = (0 if small else 8) if workers is None else workers
     n_jpeg, n_png = (48, 192) if small else (2048, 8192)
-    steps = 3 if small else 20
+    steps = 3 if small else 20  # training steps per measurement
+    loader_batches = 24 if small else 100
     bf16 = dev.type == "cuda"
     with tempfile.TemporaryDirectory() as tmp:
         real, synthetic = make_images(Path(tmp), n_jpeg, n_png)
         cache_root = build_decoded_cache(real + synthetic, 256, Path(tmp) / "cache")
         files, cached = _loaders(real, synthetic, cache_root, image_size, batch, workers)
         per_worker = max(workers, 1)
-        files_loader = _loader_rate(files, steps) / per_worker
-        cache_loader = _loader_rate(cached, steps) / per_worker
+        files_loader = _loader_rate(files, loader_batches) / per_worker
+        cache_loader = _loader_rate(cached, loader_batches) / per_worker
 
         model = build_resnet18(NUM_CLASSES).to(dev).to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

@@ -126,11 +126,11 @@ class DecodedImages(Dataset):
         return len(self.index)
 
     def pixels(self, i: int) -> Tensor:
-        if self._pixels is None:
-            self._pixels = np.memmap(self.root / "pixels.u8", dtype=np.uint8, mode="r")
+        if self._pixels is None:  # copy-on-write: a writable view without copying the file
+            self._pixels = np.memmap(self.root / "pixels.u8", dtype=np.uint8, mode="c")
         offset, h, w = (int(v) for v in self.index[i])
         flat = self._pixels[offset : offset + h * w * 3]
-        return torch.from_numpy(np.array(flat).reshape(h, w, 3)).permute(2, 0, 1)
+        return torch.from_numpy(flat).reshape(h, w, 3).permute(2, 0, 1)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         image = self.pixels(i)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
+from torch.utils.data import default_collate
 
 from datamodules.mixup import BatchPlan, mix_rows, plan_lam
 from datamodules.transforms import to_model_input
@@ -35,8 +36,10 @@ class Uint8Batch:
 
 
 def collate_uint8(items: list[tuple[Tensor, int]]) -> Uint8Batch:
-    """Plain batches: stack the uint8 images and their labels."""
-    return Uint8Batch(torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items]))
+    """Plain batches: stack the uint8 images (channels-last, as the crop leaves them) and labels."""
+    # default_collate stacks a worker's batch straight into shared memory (no copy to send it)
+    images = default_collate([x.permute(1, 2, 0) for x, _ in items]).permute(0, 3, 1, 2)
+    return Uint8Batch(images, torch.tensor([y for _, y in items]))
 
 
 class PlannedUint8Collate:

@@ -19,18 +19,43 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+class TrainCrop:
+    """uint8 image tensor ``(3, H, W)`` -> RandomResizedCrop (+ horizontal flip) -> ``(3, S, S)``.
+
+    The parameters come from torchvision's ``RandomResizedCrop.make_params`` and the flip from
+    the same ``torch.rand(1) < 0.5`` draw as ``RandomHorizontalFlip``, and the kernels are
+    torchvision's: the output equals ``v2.Compose([RandomResizedCrop, RandomHorizontalFlip])``
+    bit for bit (a test), in about half the time. The output is channels-last in memory.
+    """
+
+    def __init__(
+        self, image_size: int, crop_scale: tuple[float, float], crop_ratio: tuple[float, float],
+        flip: bool,
+    ) -> None:
+        self.crop = v2.RandomResizedCrop(image_size, scale=crop_scale, ratio=crop_ratio,
+                                         antialias=True)
+        self.flip = flip
+
+    def __call__(self, image: Tensor) -> Tensor:
+        box = self.crop.make_params([image])
+        top, left, height, width = box["top"], box["left"], box["height"], box["width"]
+        # Copied out channels-last (HWC), the crop takes torch's fast uint8 resize, whose output
+        # stays channels-last: a third faster than resizing the strided view.
+        crop = image[:, top : top + height, left : left + width].permute(1, 2, 0).contiguous()
+        out = TF.resize_image(crop.permute(2, 0, 1), self.crop.size, antialias=True)
+        if self.flip and torch.rand(1) < 0.5:
+            out = TF.horizontal_flip_image(out)
+        return out
+
+
 def train_crop(
     image_size: int,
     crop_scale: tuple[float, float] = (0.08, 1.0),
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
     flip: bool = True,
-) -> v2.Compose:
+) -> TrainCrop:
     """uint8 image tensor -> RandomResizedCrop (+ horizontal flip) -> uint8 ``(3, S, S)``."""
-    steps = [v2.RandomResizedCrop(image_size, scale=crop_scale, ratio=crop_ratio,
-                                  antialias=True)]
-    if flip:
-        steps.append(v2.RandomHorizontalFlip())
-    return v2.Compose(steps)
+    return TrainCrop(image_size, tuple(crop_scale), tuple(crop_ratio), flip)
 
 
 def to_model_input(

@@ -98,7 +98,7 @@ class LongTailClassifier(L.LightningModule):
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last and images.is_cuda:
             return images.contiguous(memory_format=torch.channels_last)
-        return images
+        return images.contiguous()  # one layout on the CPU: the same convolution either input path
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(self._prepare(images))

@@ -74,3 +74,24 @@ def test_a_killed_build_continues_where_it_stopped(tiny_datamodule, tmp_path, mo
     assert len(again) == 25 - 8  # continued after the last recorded progress (8 images)
     for name in ("pixels.u8", "index.npy"):
         assert (resumed / name).read_bytes() == (clean / name).read_bytes()
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_the_train_crop_equals_torchvisions_transforms(flip):
+    """The direct crop draws and computes what RandomResizedCrop + RandomHorizontalFlip do."""
+    from torchvision.transforms import v2
+
+    resized_crop = v2.RandomResizedCrop(24, scale=(0.2, 1.0), antialias=True)
+    reference = v2.Compose([resized_crop, v2.RandomHorizontalFlip()]) if flip else resized_crop
+    crop = train_crop(24, (0.2, 1.0), flip=flip)
+    image = torch.randint(0, 256, (40, 57, 3), dtype=torch.uint8).permute(2, 0, 1)  # cache view
+    flipped = 0
+    for seed in range(40):
+        torch.manual_seed(seed)
+        expected = reference(image)
+        torch.manual_seed(seed)
+        out = crop(image)
+        assert out.shape == (3, 24, 24) and torch.equal(out, expected)
+        torch.manual_seed(seed)
+        flipped += not torch.equal(out, resized_crop(image))
+    assert (10 <= flipped <= 30) if flip else flipped == 0
