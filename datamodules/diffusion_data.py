@@ -44,7 +44,7 @@ def read_subclasses(path: str | Path) -> dict[str, int]:
     rows = read_stage_csv(
         path, ("path", "subclass"), "subclasses_csv",
         "run the clustering stage first "
-        "(python -m experiments predict --config experiments/configs/embedded/cluster.yaml)",
+        "(python -m experiments predict --config experiments/configs/cluster.yaml)",
         unique="path",
     )
     return {image_key(row["path"]): int(row["subclass"]) for row in rows}

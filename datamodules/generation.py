@@ -12,6 +12,7 @@ a writer that finds some images already on disk removes them with :meth:`skip` b
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
 
+from datamodules.clusdiff_requests import (
+    SubclassSampling,
+    check_subclass_options,
+    draw_subclasses,
+    subclass_sizes,
+)
 from datamodules.dataset import load_rgb
 from datamodules.info import DatasetInfo
 from datamodules.long_tailed import LongTailDataModule
@@ -176,12 +183,18 @@ class GenerationRequests(L.LightningDataModule):
             pure noise.
         image_size: Side of the source images fed to the model (resize shorter side, center crop);
             must match the model's resolution (512 for SD v1.4).
-        prompt_template: Prompt with ``{class_name}`` (underscores rendered as spaces).
+        prompt_template: Prompt with ``{class_name}`` (underscores rendered as spaces) and,
+            with ``subclasses_csv``, ``{subclass}`` (ClusDiff: ``CLUSDIFF_PROMPT``).
         negatives_csv: ``negatives.csv`` of stage 1 (``class_name,negative_class_name,
             similarity``): every request then names its class's negative class.
         base_seed: Seed of request 0; request i gets ``base_seed + i``.
         batch_size: Requests per batch and process.
         num_workers: DataLoader workers.
+        subclasses_csv: ClusDiff: the clustering stage's ``subclasses.csv``; every request then
+            names a sub-class of its class, drawn per ``subclass_sampling``.
+        subclass_sampling: ``"proportional"`` (the paper: the sub-class sizes within the class)
+            or ``"uniform"``.
+        subclass_seed: Seed of the sub-class draws.
         shard: ``"k/N"``: generate only the requests whose index is k modulo N, with no
             collective between shards, so that N independent jobs (a SLURM array) write one
             set; ``python -m experiments manifest --directory <out>`` (or the last shard to
@@ -200,10 +213,14 @@ class GenerationRequests(L.LightningDataModule):
         base_seed: int = 0,
         batch_size: int = 8,
         num_workers: int = 0,
+        subclasses_csv: str | None = None,
+        subclass_sampling: SubclassSampling = "proportional",
+        subclass_seed: int = 0,
         shard: str | None = None,
     ) -> None:
         super().__init__()
         self.shard = parse_shard(shard)
+        check_subclass_options(subclasses_csv, subclass_sampling, prompt_template)
         for name, value in (("per_class", per_class), ("target", target)):
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0 or None, got {value}")
@@ -225,6 +242,10 @@ class GenerationRequests(L.LightningDataModule):
         self.base_seed = base_seed
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.subclasses_csv = subclasses_csv
+        self.subclass_sampling = subclass_sampling
+        self.subclass_seed = subclass_seed
+        self._sizes: dict[str, Counter] | None = None
         self._all: list[GenerationRequest] | None = None
         self.pending: list[GenerationRequest] = []
 
@@ -243,17 +264,24 @@ class GenerationRequests(L.LightningDataModule):
         return [max(target - count, 0) for count in counts]
 
     def class_subclasses(self, label: int, class_name: str, count: int) -> list[int | None]:
-        """The sub-class of each of a class's ``count`` requests (None: no sub-class).
-
-        The hook for sub-class conditioning: ClusDiff overrides it to draw sub-classes.
-        """
-        return [None] * count
+        """The sub-class of each of a class's ``count`` requests (None: no sub-classes)."""
+        if self.subclasses_csv is None:
+            return [None] * count
+        if self._sizes is None:
+            self._sizes = subclass_sizes(self.subclasses_csv, self.real.index.train)
+        sizes = self._sizes.get(class_name)
+        if not sizes:
+            raise ValueError(f"{self.subclasses_csv}: no sub-class of class {class_name!r}")
+        return draw_subclasses(sizes, label, count, self.subclass_sampling, self.subclass_seed)
 
     def class_prompts(
         self, label: int, class_name: str, subclasses: list[int | None]
     ) -> list[str]:
         """The positive prompt of each request of a class (one per entry of ``subclasses``)."""
-        return [render_prompt(self.prompt_template, class_name)] * len(subclasses)
+        if self.subclasses_csv is None:
+            return [render_prompt(self.prompt_template, class_name)] * len(subclasses)
+        name = class_name.replace("_", " ")
+        return [self.prompt_template.format(class_name=name, subclass=k) for k in subclasses]
 
     def build_requests(self) -> list[GenerationRequest]:
         """The full, deterministic request list (the same on every rank)."""

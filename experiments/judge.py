@@ -1,6 +1,6 @@
 """``python -m experiments judge``: what synthetic sets depict, with bootstrap intervals.
 
-    python -m experiments judge --config experiments/configs/embedded/judge.yaml \
+    python -m experiments judge --data experiments/configs/data/embedded.yaml \
         --manifest '[runs/embedded/main/synthetic_sd/manifest.jsonl, ...]' --out_dir runs/judge
 
 Each set is judged by a classifier that knows what an image depicts: on the embedded dataset the

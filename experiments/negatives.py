@@ -10,7 +10,8 @@ c- = argmax over c' != c of sim(v_c, v_c'). Writes into ``output_dir``:
 - ``summary.json``: the pairs and, on the embedded dataset, the planted confusable pairs
   recovered (a pair counts if either class picked the other).
 
-Run: ``python -m experiments negatives --config experiments/configs/embedded/negatives.yaml``.
+Run: ``python -m experiments negatives --data experiments/configs/data/embedded.yaml
+--manifest <reference set> --weights_path <CE run>/checkpoints/last.ckpt --output_dir <out>``.
 """
 
 from __future__ import annotations
@@ -129,13 +130,24 @@ def write_outputs(output_dir: Path, result: NegativesResult) -> None:
     plot_similarity(output_dir / "similarity.csv", output_dir / "similarity.png")
 
 
+def eval_sizes(
+    data: LongTailDataModule | None, image_size: int | None, resize_size: int | None
+) -> tuple[int, int]:
+    """``(image_size, resize_size)``: the given ones, else the data's, else 224 / 256."""
+    if image_size is None:
+        image_size = data.image_size if data is not None else 224
+    if resize_size is None:
+        resize_size = data.resize_size if data is not None else 256
+    return image_size, resize_size
+
+
 def select_negatives(
     manifest: str,
     weights_path: str,
     output_dir: str,
     data: LongTailDataModule | None = None,
-    image_size: int = 224,
-    resize_size: int = 256,
+    image_size: int | None = None,
+    resize_size: int | None = None,
     batch_size: int = 64,
     device: str = "auto",
 ) -> NegativesResult:
@@ -148,8 +160,10 @@ def select_negatives(
         output_dir: Where the CSVs, heatmap and summary go.
         data: The real dataset: fixes the class order, validates the manifest's labels and, for
             the embedded dataset, gives the planted confusable pairs to score against.
-        image_size: Eval center-crop size (224 for Food-101; the classifier's input size).
-        resize_size: Eval resize of the shorter side before the crop.
+        image_size: Eval center-crop size; default: the data's (the size its classifier was
+            trained at), 224 without data.
+        resize_size: Eval resize of the shorter side before the crop; default: the data's,
+            256 without data.
         batch_size: Feature-extraction batch size.
         device: ``auto`` (a GPU when there is one), ``cpu``, ``cuda``, ``cuda:1``, ...
 
@@ -169,6 +183,7 @@ def select_negatives(
         class_names = [by_label.get(i, f"<label {i}>") for i in range(max(by_label) + 1)]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    image_size, resize_size = eval_sizes(data, image_size, resize_size)
     features = extract_features(
         [s.path for s in samples], weights_path, image_size, resize_size,
         batch_size, device,

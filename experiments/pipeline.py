@@ -51,7 +51,7 @@ class Stage:
     Attributes:
         name: Unique name; also the name of its run directory (``fit_test``) and records.
         args: The command line after ``python -m experiments``, e.g.
-            ``["negatives", "--config", "experiments/configs/embedded/negatives.yaml"]``.
+            ``["negatives", "--data", "experiments/configs/data/embedded.yaml"]``.
         fit_test: Instead of ``args``: the arguments of a ``fit`` followed by a ``test
             --ckpt_path last`` (the subcommand and the run directory are added).
         seeded: Run once per seed of the pipeline's ``seeds``.

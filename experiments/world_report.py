@@ -1,7 +1,7 @@
 """``python -m experiments world``: the strength of every problem planted in the embedded world,
 measured with its judge, before any classifier of a synthetic-data method is trained on it.
 
-    python -m experiments world --config experiments/configs/embedded/world.yaml
+    python -m experiments world --data experiments/configs/data/embedded.yaml --out_dir runs/world
 
 Figures on the real data (no model needed):
 

@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from datamodules.clusdiff_requests import SubclassGenerationRequests
+from datamodules.clusdiff_requests import CLUSDIFF_PROMPT
+from datamodules.generation import GenerationRequests
 from experiments.assets import checksum
 
 
@@ -38,8 +39,9 @@ def _subclasses_csv(path, datamodule, extra: str = ""):
 def test_subclass_prompts_follow_the_subclass_mix(tiny_datamodule, tmp_path):
     csv_path = _subclasses_csv(tmp_path / "subclasses.csv", tiny_datamodule)
     assert tiny_datamodule.dataset_info.class_counts[0] == 12  # 9 in sub-class 0, 3 in 1
-    requests = SubclassGenerationRequests(
-        subclasses_csv=str(csv_path), real=tiny_datamodule, per_class=400, from_real=False)
+    requests = GenerationRequests(
+        subclasses_csv=str(csv_path), prompt_template=CLUSDIFF_PROMPT,
+        real=tiny_datamodule, per_class=400, from_real=False)
     prompts = [r.prompt for r in requests.all_requests if r.label == 0]
     counts = Counter(p.split("style ")[1].split(",")[0] for p in prompts)
     assert set(counts) == {"0", "1"}
@@ -48,8 +50,9 @@ def test_subclass_prompts_follow_the_subclass_mix(tiny_datamodule, tmp_path):
     first = requests.all_requests[0]
     assert first.prompt == f"A photo of garlic bread, style {first.subclass}, a type of food."
 
-    uniform = SubclassGenerationRequests(
-        subclasses_csv=str(csv_path), real=tiny_datamodule, per_class=400, from_real=False,
+    uniform = GenerationRequests(
+        subclasses_csv=str(csv_path), prompt_template=CLUSDIFF_PROMPT,
+        real=tiny_datamodule, per_class=400, from_real=False,
         subclass_sampling="uniform")
     counts = Counter("style 0" in r.prompt for r in uniform.all_requests if r.label == 0)
     assert counts[True] / 400 == pytest.approx(0.5, abs=0.08)
@@ -58,8 +61,9 @@ def test_subclass_prompts_follow_the_subclass_mix(tiny_datamodule, tmp_path):
 def test_subclass_rows_must_match_the_training_images(tiny_datamodule, tmp_path):
     csv_path = _subclasses_csv(tmp_path / "subclasses.csv", tiny_datamodule,
                                extra="x/pizza/999.jpg,1,pizza,0,0\n")
-    requests = SubclassGenerationRequests(
-        subclasses_csv=str(csv_path), real=tiny_datamodule, per_class=2, from_real=False)
+    requests = GenerationRequests(
+        subclasses_csv=str(csv_path), prompt_template=CLUSDIFF_PROMPT,
+        real=tiny_datamodule, per_class=2, from_real=False)
     with pytest.raises(ValueError, match=r"rows for 1 images outside the \d+ training images "
                                          r"\(e.g. \['pizza/999'\]\)"):
         requests.all_requests
@@ -67,5 +71,7 @@ def test_subclass_rows_must_match_the_training_images(tiny_datamodule, tmp_path)
 
 def test_subclass_template_is_required(tiny_datamodule, tmp_path):
     with pytest.raises(ValueError, match="subclass"):
-        SubclassGenerationRequests(subclasses_csv="x.csv", real=tiny_datamodule,
-                                   prompt_template="A photo of {class_name}.")
+        GenerationRequests(subclasses_csv="x.csv", real=tiny_datamodule,
+                           prompt_template="A photo of {class_name}.")
+    with pytest.raises(ValueError, match="set subclasses_csv"):
+        GenerationRequests(real=tiny_datamodule, prompt_template=CLUSDIFF_PROMPT)

@@ -110,7 +110,7 @@ def test_resumed_fit_equals_uninterrupted_fit(mode, tmp_path, embedded_cache, sy
     so a fit interrupted after any epoch and resumed ends where an uninterrupted one does."""
     common = ["--trainer.max_epochs=3", "--trainer.limit_val_batches=1", "--seed_everything=3"]
     if mode == "oversample":
-        config = ["--config", CONFIG, "--config", "experiments/configs/baselines/ros.yaml"]
+        config = ["--config", CONFIG, "--data.init_args.resample=oversample"]
         data = [*tiny_data_args(embedded_cache), "--data.init_args.num_workers=2"]  # persistent
     else:
         config = ["--config", "experiments/configs/embedded/classifier_real_synthetic.yaml"]

@@ -16,7 +16,8 @@ from lightning_modules.clustering import (
     draw_subclasses,
 )
 
-CLUSTER_YAML = "experiments/configs/embedded/cluster.yaml"
+CLUSTER_YAML = "experiments/configs/cluster.yaml"
+EMBEDDED = ["--data", "experiments/configs/data/embedded.yaml"]
 
 
 def _blobs(num_clusters: int, per_cluster: int, spread: float, seed: int = 0) -> np.ndarray:
@@ -120,7 +121,7 @@ def test_cluster_predict_stage_end_to_end_and_under_ddp(
     from safetensors.torch import load_file
 
     run_dir = tmp_path / "cluster"
-    _predict(CLUSTER_YAML, run_dir, resnet_weights, tiny_data_args(embedded_cache))
+    _predict(CLUSTER_YAML, run_dir, resnet_weights, [*EMBEDDED, *tiny_data_args(embedded_cache)])
     with open(run_dir / "subclasses.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["path", "label", "class_name", "subclass", "is_exemplar"]
@@ -144,17 +145,19 @@ def test_cluster_predict_stage_end_to_end_and_under_ddp(
     # Two processes (gloo, forked): sharded features, one clustering, the same files.
     ddp_dir = tmp_path / "cluster_ddp"
     ddp = ["--trainer.strategy=ddp_fork", "--trainer.devices=2"]
-    _predict(CLUSTER_YAML, ddp_dir, resnet_weights, [*tiny_data_args(embedded_cache), *ddp])
+    _predict(CLUSTER_YAML, ddp_dir, resnet_weights,
+             [*EMBEDDED, *tiny_data_args(embedded_cache), *ddp])
     assert (ddp_dir / "subclasses.csv").read_text() == (run_dir / "subclasses.csv").read_text()
     assert not list(ddp_dir.glob(".features-rank*"))  # shards merged and removed
 
 
-def test_food101_lt_cluster_config(embedded_cache, resnet_weights, tmp_path) -> None:
-    """The Food101-LT config, with its data swapped for the tiny embedded set, on a CPU."""
-    from conftest import tiny_data_args
+def test_cluster_config_takes_the_food101_lt_data_file(tmp_path, capsys) -> None:
+    """The one clustering config serves a real dataset by its data file."""
+    from experiments.__main__ import cli_main
 
-    run_dir = tmp_path / "cluster"
-    extra = ["--data", "experiments/configs/data/embedded.yaml", *tiny_data_args(embedded_cache),
-             "--trainer.accelerator=cpu", "--trainer.precision=32"]
-    _predict("experiments/configs/sd14/cluster.yaml", run_dir, resnet_weights, extra)
-    assert (run_dir / "subclasses.csv").is_file()
+    with pytest.raises(SystemExit):
+        cli_main(["predict", "--config", CLUSTER_YAML, "--data",
+                  "experiments/configs/data/food101_lt.yaml", "--model.init_args.weights_path=x",
+                  f"--trainer.default_root_dir={tmp_path}", "--print_config"])
+    out = capsys.readouterr().out
+    assert "datamodules.Food101LT" in out and "SubclassWriter" in out

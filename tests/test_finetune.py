@@ -101,7 +101,7 @@ def test_latent_fit_resume_ema_and_diffusers_loading(embedded_cache, tmp_path) -
 
     run_dir = tmp_path / "run"
     base = ["--config", str(CONFIGS / "embedded" / "finetune_clusdiff.yaml"), *NO_CLUSTER,
-            "--model", str(CONFIGS / "model" / "diffusion_tiny_latent.yaml"),
+            "--model", str(Path(__file__).parent / "configs" / "diffusion_tiny_latent.yaml"),
             "--model.init_args.pretrained_model_name_or_path=null",
             *real_data_args(embedded_cache, batch_size=16), "--data.init_args.resolution=32",
             f"--trainer.default_root_dir={run_dir}", *FAST_GRID]

@@ -1,7 +1,7 @@
 """Every shipped generation YAML, run in-process with tiny overrides (2 steps, 1 image/class).
 
 Embedded: stage 1a (reference set) -> stage 1b (negatives) -> stage 2 (DiSC-DS), then each
-sampler variant file. Food101-LT and VFN-LT: the same stages from their own configs with the real
+sampler variant. Food101-LT and VFN-LT: the same stages from their own configs with the real
 dataset root pointed at the tiny embedded dataset (Food-101's layout; VFN-LT gets split lists
 written for it) and the SD v1.4 path at a saved tiny pipeline.
 """
@@ -20,7 +20,7 @@ from experiments import tools
 from experiments.__main__ import cli_main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
-SAMPLERS = ["cfg", "cads", "ccfg", "disc_ds"]  # the shipped sampler/*.yaml
+SAMPLERS = ["cfg", "cads", "ccfg", "disc_ds", "disc_ds_fixed_tau"]
 FAST = ["--model.init_args.num_inference_steps=2", "--trainer.enable_progress_bar=false"]
 
 
@@ -61,7 +61,7 @@ def test_embedded_stage1_then_stage2(embedded_cache, resnet_weights, tmp_path):
     assert len(reference) == 10 and {s.row.sampler for s in reference} == {"cads"}
 
     result = cli_main([
-        "negatives", "--config", str(CONFIGS / "embedded/negatives.yaml"),
+        "negatives", f"--data={CONFIGS / 'data' / 'embedded.yaml'}",
         f"--manifest={tmp_path / 'ref'}", f"--weights_path={resnet_weights}",
         f"--output_dir={tmp_path / 'neg'}", *_embedded(embedded_cache, "--data.init_args"),
     ])
@@ -90,7 +90,7 @@ def test_sampler_variants(sampler, embedded_cache, tiny_datamodule, tmp_path):
     synthetic = _predict(
         "embedded/generate.yaml", tmp_path / "out", *_embedded(embedded_cache),
         f"--data.init_args.negatives_csv={negatives}",
-        f"--model.init_args.guidance={CONFIGS / 'sampler' / f'{sampler}.yaml'}",
+        f"--model.init_args.guidance.variant={sampler}",
     )
     assert len(synthetic) == 10 and {s.row.sampler for s in synthetic} == {sampler}
 
@@ -137,7 +137,7 @@ def test_paper_dataset_disc_ds_configs(dataset, embedded_cache, resnet_weights, 
                          "--config", str(CONFIGS / "variants/reference_set.yaml"))
     assert len(reference) == 10 and reference[0].row.model == str(sd)
     result = cli_main([
-        "negatives", "--config", str(CONFIGS / "sd14/negatives.yaml"),
+        "negatives",
         f"--data={CONFIGS / 'data' / dataset}.yaml",
         f"--manifest={tmp_path / 'ref'}", f"--weights_path={resnet_weights}",
         f"--output_dir={tmp_path / 'neg'}", "--image_size=32", "--resize_size=32",

@@ -81,3 +81,13 @@ def test_repeated_or_self_negative_rows_are_named(tmp_path, extra, match):
         match = r"negatives.csv:5: class 'ramen' is its own negative"
     with pytest.raises(ValueError, match=match):
         read_negatives(path, NAMES)
+
+
+def test_features_are_taken_at_the_size_the_classifier_was_trained_at(tiny_datamodule):
+    """The embedded classifier sees 16 px images: its negatives' features are taken at 16 px."""
+    from experiments.negatives import eval_sizes
+
+    assert tiny_datamodule.image_size == 16
+    assert eval_sizes(tiny_datamodule, None, None) == (16, tiny_datamodule.resize_size)
+    assert eval_sizes(None, None, None) == (224, 256)
+    assert eval_sizes(tiny_datamodule, 32, 40) == (32, 40)

@@ -205,7 +205,7 @@ def test_baselines_pipeline_runs_every_row(tmp_path, embedded_cache):
     # checkpoint's hyper-parameters (posthoc_logit_adjustment 0) over the config's, with a warning.
     ce = run / "ce" / "seed0" / "checkpoints" / "last.ckpt"
     args = ["test", "--config", "experiments/configs/embedded/classifier_ce.yaml",
-            "--config", "experiments/configs/baselines/logit_adjusted_posthoc.yaml",
+            "--model.init_args.posthoc_logit_adjustment=1.0",
             f"--trainer.default_root_dir={tmp_path / 'posthoc'}", *FAST,
             *tiny_data_args(embedded_cache)]
     cli = cli_main([*args, f"--model.init_args.init_checkpoint={ce}"])
