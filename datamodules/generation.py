@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
 
-from datamodules.clusdiff_requests import (
+from datamodules.subclass_draws import (
     SubclassSampling,
     check_subclass_options,
     draw_subclasses,

@@ -33,7 +33,8 @@ def _args(cache: str, out: Path) -> list[str]:
 
 def test_kill_and_resume(embedded_cache, tmp_path):
     out = tmp_path / "reference_set"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1",
+           "TMPDIR": str(tmp_path)}  # the killed process's temp dirs stay in the test's folder
     process = subprocess.Popen(
         [sys.executable, "-m", "experiments", *_args(embedded_cache, out)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

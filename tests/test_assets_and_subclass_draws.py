@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from datamodules.clusdiff_requests import CLUSDIFF_PROMPT
+from datamodules.subclass_draws import CLUSDIFF_PROMPT
 from datamodules.generation import GenerationRequests
 from experiments.assets import checksum
 
