@@ -39,6 +39,20 @@ def image_key(path: str | Path) -> str:
     return f"{path.parent.name}/{path.stem}"
 
 
+def check_subclass_prompt(subclasses_csv: str | None, prompt_template: str) -> None:
+    """A sub-class prompt (``{subclass}``) needs ``subclasses_csv``, and the reverse."""
+    has_subclass = "{subclass}" in prompt_template
+    if subclasses_csv is not None and not has_subclass:
+        raise ValueError(
+            f"subclasses_csv={subclasses_csv!r} needs a prompt_template with '{{subclass}}', "
+            f"got {prompt_template!r}"
+        )
+    if subclasses_csv is None and has_subclass:
+        raise ValueError(
+            f"prompt_template={prompt_template!r} uses {{subclass}}: set subclasses_csv"
+        )
+
+
 def read_subclasses(path: str | Path) -> dict[str, int]:
     """``"class/id"`` -> sub-class id, from a ``subclasses.csv`` of the clustering stage."""
     rows = read_stage_csv(
@@ -120,16 +134,7 @@ class DiffusionFineTuneData(L.LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        has_subclass = "{subclass}" in prompt_template
-        if subclasses_csv is not None and not has_subclass:
-            raise ValueError(
-                f"subclasses_csv={subclasses_csv!r} needs a prompt_template with '{{subclass}}', "
-                f"got {prompt_template!r}"
-            )
-        if subclasses_csv is None and has_subclass:
-            raise ValueError(
-                f"prompt_template={prompt_template!r} uses {{subclass}}: set subclasses_csv"
-            )
+        check_subclass_prompt(subclasses_csv, prompt_template)
         if split not in ("train", "pretrain"):
             raise ValueError(f"split must be 'train' or 'pretrain', got {split!r}")
         if split == "pretrain" and subclasses_csv is not None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from datamodules.diffusion_data import image_key, subclasses_of
+from datamodules.diffusion_data import check_subclass_prompt, image_key, subclasses_of
 from datamodules.layout import Sample
 
 CLUSDIFF_PROMPT = "A photo of {class_name}, style {subclass}, a type of food."
@@ -43,15 +43,7 @@ def draw_subclasses(
 def check_subclass_options(
     subclasses_csv: str | None, sampling: str, prompt_template: str
 ) -> None:
-    """A sub-class prompt needs ``subclasses_csv`` and the reverse; ``sampling`` is known."""
-    has_subclass = "{subclass}" in prompt_template
-    if subclasses_csv is not None and not has_subclass:
-        raise ValueError(
-            f"prompt_template={prompt_template!r}: ClusDiff prompts need '{{subclass}}' "
-            f"(subclasses_csv={subclasses_csv!r} is set)"
-        )
-    if subclasses_csv is None and has_subclass:
-        raise ValueError(f"prompt_template={prompt_template!r} uses {{subclass}}: set "
-                         "subclasses_csv")
+    """The fine-tune's prompt check (:func:`check_subclass_prompt`), and a known ``sampling``."""
+    check_subclass_prompt(subclasses_csv, prompt_template)
     if sampling not in ("proportional", "uniform"):
         raise ValueError(f"subclass_sampling={sampling!r}: expected 'proportional' or 'uniform'")
