@@ -4,7 +4,9 @@ Safe to kill at any point and resumable:
 
 1. ``setup``: rank 0 deletes temporary files a killed run left behind and lists the requests
    whose PNG exists and decodes with its record; the list is broadcast and the datamodule skips
-   those requests, so every rank shards the same pending list (each image exactly once).
+   those requests, so every rank shards the same pending list (each image exactly once). A
+   request is computed in its fixed batch (``datamodules/generation.py``), so a batch that holds
+   a missing image is computed whole and only its missing images are written.
    An existing image whose record differs from what this run would write (another sampler,
    prompt, negative class, model, ...) is never silently kept: the run stops with an error
    naming the folder and the setting, unless ``regenerate_changed`` is set.
@@ -247,9 +249,13 @@ class GenerationWriter(BasePredictionWriter):
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ) -> None:
         guidance = prediction.guidance or [None] * len(prediction.rows)
-        for image, row, record in zip(prediction.images, prediction.rows, guidance):
-            write_png(self.root / row.path, image, row, record)
-        self._written += len(prediction.rows)
+        done = trainer.datamodule.done  # computed with their fixed batch, already on disk
+        for image, row, record, request in zip(
+            prediction.images, prediction.rows, guidance, batch["requests"]
+        ):
+            if request.index not in done:
+                write_png(self.root / row.path, image, row, record)
+                self._written += 1
         now = time.perf_counter()
         if now >= self._next_report and trainer.is_global_zero:
             self._next_report = now + PROGRESS_SECONDS

@@ -4,10 +4,15 @@ One list serves every generation run (the DiSC-DS reference set, DiSC-DS itself,
 differ only in how many images per class, the prompts and whether a negative class is named.
 
 Requests are built class by class, in class order; request ``i`` gets ``seed = base_seed + i`` and
-the output path ``images/<class_name>/<seed:08d>.png``, so an image is fixed by its request alone
-(never by batch size, rank or world size). ``predict_dataloader`` iterates the *pending* requests:
-a writer that finds some images already on disk removes them with :meth:`skip` before predicting
-(see ``callbacks/generation_writer.py``), so a resumed run generates each missing image once.
+the output path ``images/<class_name>/<seed:08d>.png``. Requests are generated in fixed batches:
+request ``i`` is always computed in batch ``i // batch_size`` with the same companions, whatever
+the rank, the world size, the shard or the resume, because a network's kernels may round
+differently for another batch composition (the embedded UNet on an AMD EPYC CPU: outputs of a
+batch of 1-3 differ from those of a batch of 6 by up to 5e-7). An image is thus fixed, bit for
+bit on one machine, by its request and the batch size. A writer that finds some images already
+on disk names them with :meth:`skip` before predicting (see ``callbacks/generation_writer.py``):
+``predict_dataloader`` then iterates the batches that still hold a missing image, and the writer
+writes only the missing ones, so a resumed run writes each missing image once.
 """
 
 from __future__ import annotations
@@ -152,19 +157,23 @@ def collate_requests(items: list[tuple[GenerationRequest, Tensor | None]]) -> di
 
 
 class ShardSampler(DistributedSampler):
-    """Requests ``rank::num_replicas`` of the list: each exactly once, no padding.
+    """Whole fixed batches ``rank::num_replicas`` of the list: each request exactly once, in
+    its own batch, no padding.
 
+    ``batches`` holds the fixed-batch number of every item (consecutive items of one batch).
     Unlike Lightning's unrepeated sampler, a rank may get no request (a resumed run with fewer
-    missing images than processes); predict has no collective per batch, so that is fine.
+    open batches than processes); predict has no collective per batch, so that is fine.
     """
 
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
-        self.total_size = len(dataset)
-        self.num_samples = len(range(rank, self.total_size, num_replicas))
+    def __init__(self, batches: Sequence[int], num_replicas: int, rank: int) -> None:
+        super().__init__(range(len(batches)), num_replicas=num_replicas, rank=rank, shuffle=False)
+        mine = set(sorted(set(batches))[rank::num_replicas])
+        self.indices = [i for i, b in enumerate(batches) if b in mine]
+        self.total_size = len(batches)
+        self.num_samples = len(self.indices)
 
     def __iter__(self):
-        return iter(range(self.rank, self.total_size, self.num_replicas))
+        return iter(self.indices)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -188,14 +197,15 @@ class GenerationRequests(L.LightningDataModule):
         negatives_csv: ``negatives.csv`` of stage 1 (``class_name,negative_class_name,
             similarity``): every request then names its class's negative class.
         base_seed: Seed of request 0; request i gets ``base_seed + i``.
-        batch_size: Requests per batch and process.
+        batch_size: Requests per batch and process; part of an image's identity (fixed batches,
+            see the module doc): resume with the batch size of the first run.
         num_workers: DataLoader workers.
         subclasses_csv: ClusDiff: the clustering stage's ``subclasses.csv``; every request then
             names a sub-class of its class, drawn per ``subclass_sampling``.
         subclass_sampling: ``"proportional"`` (the paper: the sub-class sizes within the class)
             or ``"uniform"``.
         subclass_seed: Seed of the sub-class draws.
-        shard: ``"k/N"``: generate only the requests whose index is k modulo N, with no
+        shard: ``"k/N"``: generate only the batches whose number is k modulo N, with no
             collective between shards, so that N independent jobs (a SLURM array) write one
             set; ``python -m experiments manifest --directory <out>`` (or the last shard to
             finish) then writes the manifest of the union, identical to a one-process run's.
@@ -247,7 +257,8 @@ class GenerationRequests(L.LightningDataModule):
         self.subclass_seed = subclass_seed
         self._sizes: dict[str, Counter] | None = None
         self._all: list[GenerationRequest] | None = None
-        self.pending: list[GenerationRequest] = []
+        self.pending: list[GenerationRequest] = []  # the images this process still writes
+        self.done: set[int] = set()  # requests whose image exists (not written again)
 
     @property
     def dataset_info(self) -> DatasetInfo:
@@ -332,12 +343,22 @@ class GenerationRequests(L.LightningDataModule):
             self.pending = [r for r in self._all if self.in_shard(r)]
         return self._all
 
+    def batch_of(self, request: GenerationRequest) -> int:
+        """The number of the fixed batch that computes ``request``."""
+        return request.index // self.batch_size
+
     def in_shard(self, request: GenerationRequest) -> bool:
         """Whether this process's shard (all requests without one) generates ``request``."""
-        return self.shard is None or request.index % self.shard[1] == self.shard[0]
+        return self.shard is None or self.batch_of(request) % self.shard[1] == self.shard[0]
+
+    def computed(self) -> list[GenerationRequest]:
+        """Every request of the fixed batches that hold a pending one, in order."""
+        open_batches = {self.batch_of(r) for r in self.pending}
+        return [r for r in self.all_requests if self.batch_of(r) in open_batches]
 
     def skip(self, indices: set[int]) -> None:
         """Leave out the requests with these indices (their images exist already)."""
+        self.done = set(indices)
         self.pending = [r for r in self.all_requests if r.index not in indices and self.in_shard(r)]
         shard = "" if self.shard is None else f" (shard {self.shard[0]}/{self.shard[1]})"
         rank_zero_info(
@@ -353,11 +374,13 @@ class GenerationRequests(L.LightningDataModule):
         self.all_requests  # noqa: B018 - builds the list once; a writer may then skip some
 
     def predict_dataloader(self) -> DataLoader:
-        dataset = RequestDataset(self.pending, self.image_size)
+        requests = self.computed()
+        dataset = RequestDataset(requests, self.image_size)
         trainer = self.trainer  # set by the Trainer (None when used on its own)
         sampler = None
         if trainer is not None and trainer.world_size > 1:
-            sampler = ShardSampler(dataset, trainer.world_size, trainer.global_rank)
+            batches = [self.batch_of(r) for r in requests]
+            sampler = ShardSampler(batches, trainer.world_size, trainer.global_rank)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

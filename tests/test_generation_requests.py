@@ -71,10 +71,11 @@ def test_negatives_csv(tiny_datamodule, tmp_path):
 def test_skip_and_batches(tiny_datamodule):
     dm = GenerationRequests(tiny_datamodule, per_class=1, image_size=32, batch_size=4)
     dm.setup("predict")
-    dm.skip({0, 3})
-    assert [r.index for r in dm.pending] == [1, 2, 4, 5, 6, 7, 8, 9]
+    dm.skip({0, 3, 4, 5, 6, 7})
+    assert [r.index for r in dm.pending] == [1, 2, 8, 9]
+    batches = [[r.index for r in b["requests"]] for b in dm.predict_dataloader()]
+    assert batches == [[0, 1, 2, 3], [8, 9]]  # the fixed batches that hold a missing image
     batch = next(iter(dm.predict_dataloader()))
-    assert [r.index for r in batch["requests"]] == [1, 2, 4, 5]
     assert batch["images"].shape == (4, 3, 32, 32)
     assert 0.0 <= batch["images"].min() and batch["images"].max() <= 1.0
     noise = collate_requests([(r, None) for r in dm.pending[:2]])

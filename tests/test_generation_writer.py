@@ -151,7 +151,7 @@ def test_independent_shards_write_the_one_process_set(single_process, tiny_datam
     for k in range(3):
         _generate(tiny_datamodule, out, shard=f"{k}/3", devices=1)
         if k == 0:
-            assert len(_pngs(out)) == 4  # requests 0, 3, 6, 9
+            assert len(_pngs(out)) == 4  # batches 0 and 3 of 3 requests: requests 0, 1, 2, 9
     assert _pngs(out) == single_process
     (out / "manifest.jsonl").unlink()
     assert rebuild_manifest_of_directory(str(out)) == 10
