@@ -16,6 +16,7 @@ TOOLS: dict[str, str] = {
     "world": "experiments.world_report:world_report",
     "plots": "experiments.plots:render_plots",
     "negatives": "experiments.negatives:select_negatives",
+    "planted-subclasses": "experiments.planted_subclasses:planted_subclasses",
     "checksum": "experiments.assets:checksum",
     "manifest": "callbacks.generation_writer:rebuild_manifest_of_directory",
 }
@@ -30,6 +31,7 @@ SUBCOMMANDS = {
     "judge": "what synthetic sets depict: fidelity, confusion, diversity, sub-modes",
     "world": "the planted problems of the embedded world, measured with its judge",
     "negatives": "DiSC-DS stage 1b: each class's most confusable class from a reference set",
+    "planted-subclasses": "the planted sub-modes as a subclasses.csv (ClusDiff's oracle control)",
     "evaluate-synthetic": "FID / IS of a synthetic set against a real split",
     "plots": "every picture a finished run allows",
     "sweep": "a W&B sweep YAML run locally, without a W&B server",

@@ -161,3 +161,30 @@ def test_cluster_config_takes_the_food101_lt_data_file(tmp_path, capsys) -> None
                   f"--trainer.default_root_dir={tmp_path}", "--print_config"])
     out = capsys.readouterr().out
     assert "datamodules.Food101LT" in out and "SubclassWriter" in out
+
+
+def test_planted_subclasses_tool_writes_the_planted_sub_modes(embedded_cache, tmp_path) -> None:
+    """The oracle clustering: one sub-class per planted sub-mode, read back by the fine-tune's
+    reader for exactly the training images; a dataset without planted truth is refused."""
+    from conftest import tiny_data_args
+
+    from datamodules.diffusion_data import image_key, read_subclasses
+    from datamodules.embedded.build import read_planted_submodes
+    from experiments.__main__ import cli_main
+
+    out = tmp_path / "planted" / "subclasses.csv"
+    cli_main(["planted-subclasses", *EMBEDDED, *tiny_data_args(embedded_cache),
+              f"--output={out}"])
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["path", "label", "class_name", "subclass", "is_exemplar"]
+    planted = read_planted_submodes(Path(rows[0]["path"]).parents[2])
+    for name in {r["class_name"] for r in rows}:
+        members = [r for r in rows if r["class_name"] == name]
+        modes = sorted({planted[image_key(r["path"])] for r in members})
+        for r in members:  # ids follow the sorted sub-mode names, one id per sub-mode
+            assert int(r["subclass"]) == modes.index(planted[image_key(r["path"])])
+    assert len(read_subclasses(out)) == len(rows) == len(set(r["path"] for r in rows))
+    with pytest.raises(ValueError, match="Food101LT has no planted sub-modes"):
+        cli_main(["planted-subclasses", "--data", "experiments/configs/data/food101_lt.yaml",
+                  "--data.init_args.root=/nonexistent", f"--output={tmp_path / 'x.csv'}"])

@@ -1,0 +1,57 @@
+"""The planted sub-modes of a dataset's training images as a ``subclasses.csv``: ClusDiff with a
+perfect clustering, the control that separates a clustering that misses the sub-modes from a
+fine-tune that does not learn its sub-class prompts.
+
+    python -m experiments planted-subclasses --data experiments/configs/data/embedded.yaml \\
+        --output runs/planted/subclasses.csv
+
+The file has the clustering stage's columns (``callbacks/subclass_writer.py``) and feeds the
+fine-tune and the generation in its place; a class's sub-mode names, sorted, get ids 0, 1, ...
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from callbacks.subclass_writer import SUBCLASS_COLUMNS
+from datamodules.atomic import atomic_open
+from datamodules.diffusion_data import image_key
+from datamodules.long_tailed import LongTailDataModule
+
+
+def planted_subclasses(data: LongTailDataModule, output: str) -> Path:
+    """Write ``output`` (a ``subclasses.csv``) from the planted sub-mode of every training image.
+
+    Args:
+        data: A dataset with planted sub-modes (the embedded dataset).
+        output: The CSV to write (its folder is created).
+    """
+    if not hasattr(data, "planted_submodes"):
+        raise ValueError(
+            f"planted-subclasses: {type(data).__name__} has no planted sub-modes; only the "
+            "embedded dataset (datamodules.EmbeddedFoodLT) knows its images' sub-modes"
+        )
+    planted = data.planted_submodes()
+    index = data.index
+    names = index.class_names
+    keys = [image_key(s.path) for s in index.train]
+    missing = [k for k in keys if k not in planted]
+    if missing:
+        raise ValueError(f"planted-subclasses: no planted sub-mode for {len(missing)} training "
+                         f"images (e.g. {missing[0]!r})")
+    ids = {name: {} for name in names}
+    for sample, key in zip(index.train, keys):
+        ids[names[sample.label]].setdefault(planted[key], None)
+    ids = {name: {m: k for k, m in enumerate(sorted(modes))} for name, modes in ids.items()}
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path) as f:
+        writer = csv.writer(f)
+        writer.writerow(SUBCLASS_COLUMNS)
+        for sample, key in zip(index.train, keys):
+            name = names[sample.label]
+            writer.writerow([sample.path, sample.label, name, ids[name][planted[key]], 0])
+    print(f"planted-subclasses: {len(keys)} training images, "
+          f"{sum(map(len, ids.values()))} sub-classes -> {path}")
+    return path
