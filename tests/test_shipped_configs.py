@@ -107,6 +107,11 @@ def test_world_pipeline_stages_name_existing_configs_and_parse(tmp_path, capsys)
         cli_main([*steps["noise_w3"].args, "--print_config"])
     out = capsys.readouterr().out
     assert "variant: cfg" in out and "guidance_scale: 3.0" in out and "from_real: false" in out
+    planted = f"{tmp_path}/planted/subclasses.csv"  # ClusDiff's control reads the planted file
+    assert steps["planted_subclasses"].args[-1] == f"--output={planted}"
+    with pytest.raises(SystemExit):
+        cli_main([*steps["finetune_planted"].args, "--print_config"])
+    assert f"subclasses_csv: {planted}" in capsys.readouterr().out
 
 
 def test_ablation_table_rows_name_each_dataset_and_paper():
