@@ -29,16 +29,16 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
 
+from datamodules.dataset import load_rgb
+from datamodules.info import DatasetInfo
+from datamodules.long_tailed import LongTailDataModule
+from datamodules.stage_csv import read_stage_csv
 from datamodules.subclass_draws import (
     SubclassSampling,
     check_subclass_options,
     draw_subclasses,
     subclass_sizes,
 )
-from datamodules.dataset import load_rgb
-from datamodules.info import DatasetInfo
-from datamodules.long_tailed import LongTailDataModule
-from datamodules.stage_csv import read_stage_csv
 
 DEFAULT_PROMPT = "A photo of {class_name}, a type of food."
 NEGATIVES_COLUMNS = ("class_name", "negative_class_name", "similarity")

@@ -25,6 +25,11 @@ generation stage's default scale and strength):
   interval excluding 0);
 - ``img2img_c2st``: generated vs real test split (target >= 0.6);
 - ``img2img_confusion``: each planted pair, each direction (target >= 0.25).
+
+With the pre-trained model itself (``model``): ``prompt_separation``, how far apart its text
+encoder puts the ClusDiff prompts of two sub-classes of one class, against two classes at the
+same sub-class (mean pairwise L2 over the encoder's hidden states): a fine-tune can only bind a
+sub-class its encoder tells apart.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from datamodules import EmbeddedFoodLT
 from datamodules.atomic import atomic_write_text
 from datamodules.layout import Sample
 from datamodules.manifest import read_manifest
+from datamodules.subclass_draws import CLUSDIFF_PROMPT
 from experiments.judge import judge_samples
 from lightning_modules.judge import figures as F
 from lightning_modules.judge.oracle import EmbeddedJudge, OracleSettings
@@ -69,6 +75,36 @@ def measured_caption_noise(data: EmbeddedFoodLT) -> dict[str, float]:
     return {c: shown[c] / total[c] for c in sorted(pairs) if total[c]}
 
 
+def _mean_pairwise(embeddings: list) -> float:
+    import torch
+
+    x = torch.stack(embeddings).flatten(1)
+    d = torch.cdist(x, x)
+    n = len(embeddings)
+    return float(d.sum() / (n * (n - 1)))
+
+
+def prompt_separation(
+    model: str, class_names: list[str], subclasses: int, template: str = CLUSDIFF_PROMPT
+) -> dict[str, float]:
+    """Mean pairwise L2 distance between the text encoder's hidden states of the prompts of
+    ``subclasses`` sub-classes of one class (mean over classes), and of the classes' prompts at
+    one sub-class (mean over sub-classes); ``ratio`` = sub-class / class."""
+    import torch
+
+    from lightning_modules.diffusion.components import encode_prompts, load_components
+
+    components = load_components(model)
+    with torch.no_grad():
+        grid = [[encode_prompts(components, [template.format(
+            class_name=name.replace("_", " "), subclass=k)])[0].float()
+            for k in range(subclasses)] for name in class_names]
+    within = float(np.mean([_mean_pairwise(row) for row in grid]))
+    between = float(np.mean([_mean_pairwise([row[k] for row in grid])
+                             for k in range(subclasses)]))
+    return {"subclass": within, "class": between, "ratio": within / between}
+
+
 def coverage_by_class(train: F.Judged, test: F.Judged) -> list[float]:
     """Per class: fraction of test images whose nearest training image of the class lies within
     the class's median pairwise distance among its test images."""
@@ -88,6 +124,7 @@ def world_report(
     noise_w1: str | None = None,
     noise_w3: str | None = None,
     img2img: str | None = None,
+    model: str | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
 ) -> dict[str, float]:
@@ -100,6 +137,7 @@ def world_report(
         noise_w1: Manifest of a pre-trained-model set from noise at CFG scale 1 (optional).
         noise_w3: The same requests at CFG scale 3 (optional).
         img2img: Manifest of a plain-CFG img2img set (optional).
+        model: The pre-trained model's directory, for ``prompt_separation`` (optional).
         bootstrap: Resamples of every interval.
         seed: Seed of the resamples.
     """
@@ -152,6 +190,9 @@ def world_report(
         report["img2img_confusion"] = {
             f"{names[a]}->{names[b]}": _or_none(F.pair_confusion(s, a, b, bootstrap, seed))
             for a, b in pairs}
+    if model is not None:
+        per_class = max(len(catalog.units_of(c)) for c in range(len(names)))
+        report["prompt_separation"] = prompt_separation(model, list(names), per_class)
     out = Path(out_dir)
     atomic_write_text(out / "world.json", json.dumps(report, indent=2))
     atomic_write_text(out / "world.md", world_markdown(report))
@@ -170,6 +211,8 @@ def _flat(report: dict) -> dict[str, float]:
     for key in ("fidelity_w1", "mode_seeking", "img2img_c2st"):
         if key in report:
             out[f"world/{key}"] = report[key]["value"]
+    if "prompt_separation" in report:
+        out["world/prompt_separation_ratio"] = report["prompt_separation"]["ratio"]
     return out
 
 
@@ -210,6 +253,11 @@ def world_markdown(report: dict) -> str:
         for pair, e in report["img2img_confusion"].items():
             lines.append(f"| confusion | img2img plain CFG, {pair} | {_cell(e)} | "
                          f"{TARGETS['img2img_confusion']} |")
+    if "prompt_separation" in report:
+        sep = report["prompt_separation"]
+        lines.append(f"| sub-modes ClusDiff can learn | text encoder: prompt distance, two "
+                     f"sub-classes / two classes | {sep['subclass']:.2f} / {sep['class']:.2f} "
+                     f"(ratio {sep['ratio']:.3f}) | - |")
     per_class = ", ".join(f"{c} {v:.2f} ({report['training_counts'][c]})"
                           for c, v in cov["per_class"].items())
     lines += ["", f"Coverage per class (training images in brackets): {per_class}."]

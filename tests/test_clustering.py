@@ -184,7 +184,7 @@ def test_planted_subclasses_tool_writes_the_planted_sub_modes(embedded_cache, tm
         modes = sorted({planted[image_key(r["path"])] for r in members})
         for r in members:  # ids follow the sorted sub-mode names, one id per sub-mode
             assert int(r["subclass"]) == modes.index(planted[image_key(r["path"])])
-    assert len(read_subclasses(out)) == len(rows) == len(set(r["path"] for r in rows))
+    assert len(read_subclasses(out)) == len(rows) == len({r["path"] for r in rows})
     with pytest.raises(ValueError, match="Food101LT has no planted sub-modes"):
         cli_main(["planted-subclasses", "--data", "experiments/configs/data/food101_lt.yaml",
                   "--data.init_args.root=/nonexistent", f"--output={tmp_path / 'x.csv'}"])

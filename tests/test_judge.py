@@ -163,3 +163,16 @@ def test_steering_rate_follows_the_prompted_subclass(small_judge, tiny_datamodul
     assert shuffled["steering_rate"]["value"] < steered["steering_rate"]["value"] - 0.3
     assert steered["steering_ari"]["value"] > shuffled["steering_ari"]["value"]
     assert steered["copy_rate"] is None  # no source images
+
+
+def test_prompt_separation_measures_the_sub_class_token():
+    """World figure: prompts that differ only in the sub-class id, against other classes; a
+    template without the id gives exactly 0 between sub-classes."""
+    from experiments.world_report import prompt_separation
+
+    names = ["garlic_bread", "pizza", "ramen"]
+    sep = prompt_separation("experiments/assets/embedded_sd", names, 3)
+    assert 0.0 < sep["subclass"] < sep["class"]
+    assert sep["ratio"] == pytest.approx(sep["subclass"] / sep["class"])
+    blind = prompt_separation("experiments/assets/embedded_sd", names, 3, "A photo of {class_name}.")
+    assert blind["subclass"] == 0.0 and blind["class"] > 0.0
