@@ -125,6 +125,7 @@ def world_report(
     noise_w3: str | None = None,
     img2img: str | None = None,
     model: str | None = None,
+    prompt_template: str = CLUSDIFF_PROMPT,
     bootstrap: int = 1000,
     seed: int = 0,
 ) -> dict[str, float]:
@@ -138,6 +139,7 @@ def world_report(
         noise_w3: The same requests at CFG scale 3 (optional).
         img2img: Manifest of a plain-CFG img2img set (optional).
         model: The pre-trained model's directory, for ``prompt_separation`` (optional).
+        prompt_template: The ClusDiff prompt ``prompt_separation`` encodes.
         bootstrap: Resamples of every interval.
         seed: Seed of the resamples.
     """
@@ -192,7 +194,9 @@ def world_report(
             for a, b in pairs}
     if model is not None:
         per_class = max(len(catalog.units_of(c)) for c in range(len(names)))
-        report["prompt_separation"] = prompt_separation(model, list(names), per_class)
+        report["prompt_separation"] = {
+            **prompt_separation(model, list(names), per_class, prompt_template),
+            "prompt_template": prompt_template}
     out = Path(out_dir)
     atomic_write_text(out / "world.json", json.dumps(report, indent=2))
     atomic_write_text(out / "world.md", world_markdown(report))
@@ -256,7 +260,8 @@ def world_markdown(report: dict) -> str:
     if "prompt_separation" in report:
         sep = report["prompt_separation"]
         lines.append(f"| sub-modes ClusDiff can learn | text encoder: prompt distance, two "
-                     f"sub-classes / two classes | {sep['subclass']:.2f} / {sep['class']:.2f} "
+                     f"sub-classes / two classes of `{sep['prompt_template']}` | "
+                     f"{sep['subclass']:.2f} / {sep['class']:.2f} "
                      f"(ratio {sep['ratio']:.3f}) | - |")
     per_class = ", ".join(f"{c} {v:.2f} ({report['training_counts'][c]})"
                           for c, v in cov["per_class"].items())
