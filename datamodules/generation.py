@@ -8,7 +8,7 @@ the output path ``images/<class_name>/<seed:08d>.png``. Requests are generated i
 request ``i`` is always computed in batch ``i // batch_size`` with the same companions, whatever
 the rank, the world size, the shard or the resume, because a network's kernels may round
 differently for another batch composition (the embedded UNet on an AMD EPYC CPU: outputs of a
-batch of 1-3 differ from those of a batch of 6 by up to 5e-7). An image is thus fixed, bit for
+batch of 1-3 differ in their last bits from those of a batch of 6). An image is thus fixed, bit for
 bit on one machine, by its request and the batch size. A writer that finds some images already
 on disk names them with :meth:`skip` before predicting (see ``callbacks/generation_writer.py``):
 ``predict_dataloader`` then iterates the batches that still hold a missing image, and the writer

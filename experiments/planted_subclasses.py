@@ -12,11 +12,13 @@ fine-tune and the generation in its place; a class's sub-mode names, sorted, get
 from __future__ import annotations
 
 import csv
+from collections import defaultdict
 from pathlib import Path
 
 from callbacks.subclass_writer import SUBCLASS_COLUMNS
 from datamodules.atomic import atomic_open
 from datamodules.diffusion_data import image_key
+from datamodules.info import PlantedTruth
 from datamodules.long_tailed import LongTailDataModule
 
 
@@ -27,7 +29,7 @@ def planted_subclasses(data: LongTailDataModule, output: str) -> Path:
         data: A dataset with planted sub-modes (the embedded dataset).
         output: The CSV to write (its folder is created).
     """
-    if not hasattr(data, "planted_submodes"):
+    if not isinstance(data, PlantedTruth):
         raise ValueError(
             f"planted-subclasses: {type(data).__name__} has no planted sub-modes; only the "
             "embedded dataset (datamodules.EmbeddedFoodLT) knows its images' sub-modes"
@@ -40,10 +42,10 @@ def planted_subclasses(data: LongTailDataModule, output: str) -> Path:
     if missing:
         raise ValueError(f"planted-subclasses: no planted sub-mode for {len(missing)} training "
                          f"images (e.g. {missing[0]!r})")
-    ids = {name: {} for name in names}
+    modes: dict[str, set[str]] = defaultdict(set)
     for sample, key in zip(index.train, keys):
-        ids[names[sample.label]].setdefault(planted[key], None)
-    ids = {name: {m: k for k, m in enumerate(sorted(modes))} for name, modes in ids.items()}
+        modes[names[sample.label]].add(planted[key])
+    ids = {name: {m: k for k, m in enumerate(sorted(ms))} for name, ms in modes.items()}
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path) as f:

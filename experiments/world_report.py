@@ -75,13 +75,12 @@ def measured_caption_noise(data: EmbeddedFoodLT) -> dict[str, float]:
     return {c: shown[c] / total[c] for c in sorted(pairs) if total[c]}
 
 
-def _mean_pairwise(embeddings: list) -> float:
+def _mean_pairwise(x) -> float:
+    """Mean L2 distance between the n rows of ``x`` (n, ...), over the n (n - 1) ordered pairs."""
     import torch
 
-    x = torch.stack(embeddings).flatten(1)
-    d = torch.cdist(x, x)
-    n = len(embeddings)
-    return float(d.sum() / (n * (n - 1)))
+    n = x.shape[0]
+    return float(torch.cdist(x.flatten(1), x.flatten(1)).sum() / (n * (n - 1)))
 
 
 def prompt_separation(
@@ -94,14 +93,13 @@ def prompt_separation(
 
     from lightning_modules.diffusion.components import encode_prompts, load_components
 
-    components = load_components(model)
+    prompts = [template.format(class_name=name.replace("_", " "), subclass=k)
+               for name in class_names for k in range(subclasses)]
     with torch.no_grad():
-        grid = [[encode_prompts(components, [template.format(
-            class_name=name.replace("_", " "), subclass=k)])[0].float()
-            for k in range(subclasses)] for name in class_names]
-    within = float(np.mean([_mean_pairwise(row) for row in grid]))
-    between = float(np.mean([_mean_pairwise([row[k] for row in grid])
-                             for k in range(subclasses)]))
+        states = encode_prompts(load_components(model), prompts).float()  # (C * K, L, D)
+    grid = states.reshape(len(class_names), subclasses, *states.shape[1:])
+    within = float(np.mean([_mean_pairwise(grid[c]) for c in range(len(class_names))]))
+    between = float(np.mean([_mean_pairwise(grid[:, k]) for k in range(subclasses)]))
     return {"subclass": within, "class": between, "ratio": within / between}
 
 
