@@ -220,14 +220,18 @@ def test_training_step_trains_only_the_unet(prediction_type: str) -> None:
 
 
 def test_pretraining_config_trains_a_pixel_model_from_scratch(embedded_cache, tmp_path) -> None:
+    from experiments.__main__ import cli_main
     from lightning_modules.diffusion import load_components
 
     run_dir = tmp_path / "pretrain"
-    _run(["fit", "--config", str(CONFIGS / "embedded" / "pretrain_diffusion.yaml"),
-          *real_data_args(embedded_cache), *TINY_PIXEL, "--trainer.fast_dev_run=true",
-          "--model.init_args.tiny.cross_attention_levels=[true,false]",
-          f"--trainer.default_root_dir={run_dir}"])
+    cli = cli_main(["fit", "--config", str(CONFIGS / "embedded" / "pretrain_diffusion.yaml"),
+                    *real_data_args(embedded_cache), *TINY_PIXEL, "--trainer.max_steps=2",
+                    "--model.init_args.tiny.cross_attention_levels=[true,false]",
+                    "--model.init_args.warmup_steps=0", f"--trainer.default_root_dir={run_dir}"])
     assert load_components(run_dir / "pipeline").vae is None
+    # The shipped config's cosine schedule ends at 0 after the fit's last step.
+    assert cli.model.hparams.lr_schedule == "cosine"
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_finetune_logs_fid_and_is_through_the_callback(tiny_datamodule, tmp_path) -> None:
@@ -255,3 +259,45 @@ def test_finetune_logs_fid_and_is_through_the_callback(tiny_datamodule, tmp_path
     assert float(trainer.callback_metrics["val/fid_resnet18_random"]) > 0
     rows = list(csv_module.DictReader(open(tmp_path / "generative_metrics.csv")))
     assert len(rows) == 1 and float(rows[0]["is_resnet18_random"]) >= 1.0 - 1e-6
+
+
+def test_tokenizer_keeps_the_configured_words_whole_and_spells_out_the_rest() -> None:
+    from lightning_modules.diffusion.components import _char_level_clip_tokenizer
+
+    config = yaml.safe_load((CONFIGS / "embedded" / "pretrain_diffusion.yaml").read_text())
+    words = config["model"]["init_args"]["tiny"]["words"]
+    tokenizer = _char_level_clip_tokenizer(words)
+    # "type" comes before "style" in the config, and its first merge "t y" sits inside "style".
+    assert words.index("type") < words.index("style")
+    assert all(tokenizer.tokenize(w) == [f"{w}</w>"] for w in words)
+    prompt = "A photo of garlic bread, style 12, a type of food."
+    assert tokenizer.tokenize(prompt) == [
+        "a</w>", "photo</w>", "of</w>", "garlic</w>", "bread</w>", ",</w>", "style</w>",
+        "1</w>", "2</w>", ",</w>", "a</w>", "type</w>", "of</w>", "food</w>", ".</w>"]
+    assert tokenizer.tokenize("ab") == ["a", "b</w>"]  # not a word: one token per character
+    assert _char_level_clip_tokenizer().tokenize("pho") == ["p", "h", "o</w>"]
+    with pytest.raises(ValueError, match="Pizza"):
+        _char_level_clip_tokenizer(["Pizza"])
+
+
+def test_the_text_encoder_separates_sub_class_prompts_better_with_word_tokens(tmp_path) -> None:
+    """The world report's prompt separation at initialisation (the shipped encoder is frozen
+    there): one-token class words make a one-token sub-class id weigh as much as a class word."""
+    from datamodules.embedded.spec import DISHES
+    from experiments.world_report import prompt_separation
+    from lightning_modules.diffusion.components import (
+        TinyDiffusionConfig,
+        build_tiny_components,
+        save_pipeline,
+    )
+
+    tiny = yaml.safe_load((CONFIGS / "embedded" / "pretrain_diffusion.yaml").read_text())
+    tiny = {k: tuple(v) if isinstance(v, list) else v
+            for k, v in tiny["model"]["init_args"]["tiny"].items()}
+    names = [d.name for d in DISHES]
+    ratios = {}
+    for label, words in (("chars", ()), ("words", tiny["words"])):
+        components = build_tiny_components(TinyDiffusionConfig(**{**tiny, "words": words}))
+        path = save_pipeline(components, tmp_path / label)
+        ratios[label] = prompt_separation(str(path), names, 3)["ratio"]
+    assert ratios["words"] > 2 * ratios["chars"]

@@ -122,6 +122,21 @@ def test_default_judge_reaches_its_accuracy_bar(tmp_path):
     assert judge.info["training_images"] == 2 * 30 * 200  # both styles
 
 
+def test_judge_training_blurs_a_random_half_of_a_batch():
+    """The judge's blur augmentation: about half the images change, the rest stay bit-identical;
+    max_sigma 0 leaves the batch untouched."""
+    import torch
+
+    from lightning_modules.judge.oracle import _blur_half
+
+    x = torch.rand(200, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    blurred = _blur_half(x, 1.0, torch.Generator().manual_seed(1))
+    changed = (blurred != x).flatten(1).any(1)
+    assert 0.35 < changed.float().mean() < 0.65
+    assert blurred[changed].std() < x[changed].std()  # smoothing lowers pixel variance
+    assert torch.equal(_blur_half(x, 0.0, torch.Generator().manual_seed(1)), x)
+
+
 def test_steering_rate_follows_the_prompted_subclass(small_judge, tiny_datamodule, tmp_path):
     """Sub-classes that are the planted sub-modes, and a set whose images show the sub-mode of
     their prompted sub-class: steering rate 1; the same images with the sub-classes shuffled

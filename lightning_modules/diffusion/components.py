@@ -12,6 +12,7 @@ import os
 import shutil
 import string
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,8 @@ class TinyDiffusionConfig:
         latent_channels: VAE latent channels (only with ``latent``).
         norm_num_groups: GroupNorm groups of the UNet and VAE.
         seed: Seed of the random initialisation.
+        words: Words the tokenizer keeps whole (one token each); everything else is spelt out
+            character by character.
     """
 
     sample_size: int = 16
@@ -115,6 +118,7 @@ class TinyDiffusionConfig:
     latent_channels: int = 4
     norm_num_groups: int = 2
     seed: int = 0
+    words: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         levels = self.cross_attention_levels
@@ -143,19 +147,63 @@ class TinyDiffusionConfig:
             )
 
 
-def _char_level_clip_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
-    """A character-level CLIP tokenizer from a generated vocab.json and an empty merges.txt."""
-    chars = string.ascii_lowercase + string.digits + string.punctuation
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for suffix in ("", "</w>"):  # "</w>" marks the last character of a word
-        for char in chars:
-            vocab[char + suffix] = len(vocab)
+def _word_merges(words: Sequence[str]) -> list[tuple[str, str]]:
+    """BPE merges that join each word, left to right, into one ``word</w>`` token."""
+    merges: dict[tuple[str, str], None] = {}
+    for word in words:
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        joined = pieces[0]
+        for piece in pieces[1:]:
+            merges[(joined, piece)] = None
+            joined += piece
+    return list(merges)
+
+
+def _clip_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]],
+                    model_max_length: int) -> CLIPTokenizer:
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "vocab.json").write_text(json.dumps(vocab))
-        Path(tmp, "merges.txt").write_text("#version: 0.2\n")  # no merges: one token per char
+        Path(tmp, "merges.txt").write_text(
+            "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
+        )
         return CLIPTokenizer.from_pretrained(
             tmp, model_max_length=model_max_length, local_files_only=True
         )
+
+
+def _char_level_clip_tokenizer(
+    words: Sequence[str] = (), model_max_length: int = 77
+) -> CLIPTokenizer:
+    """A character-level CLIP tokenizer from a generated vocab.json and merges.txt.
+
+    Every other string is spelt out one token per character; each of ``words`` (lower-case
+    letters) is one token, as CLIP's own BPE gives a common word one token. A word's merges can
+    break another's (``type``'s first merge ``t y`` sits inside ``style``): the words whose
+    chains break are moved to the front, where their merges rank first, until none breaks.
+
+    Raises:
+        ValueError: A word is not lower-case ASCII letters, or no order keeps every word whole.
+    """
+    bad = [w for w in words if not (w.isascii() and w.isalpha() and w.islower())]
+    if bad:
+        raise ValueError(f"tokenizer words {bad}: expected lower-case ASCII letters only")
+    chars = string.ascii_lowercase + string.digits + string.punctuation
+    base = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for suffix in ("", "</w>"):  # "</w>" marks the last character of a word
+        for char in chars:
+            base[char + suffix] = len(base)
+    order = list(dict.fromkeys(words))
+    for _ in range(len(order) + 1):
+        merges = _word_merges(order)
+        vocab = dict(base)
+        for left, right in merges:
+            vocab.setdefault(left + right, len(vocab))
+        tokenizer = _clip_tokenizer(vocab, merges, model_max_length)
+        broken = [w for w in order if len(tokenizer.tokenize(w)) != 1]
+        if not broken:
+            return tokenizer
+        order = broken + [w for w in order if w not in broken]
+    raise ValueError(f"tokenizer words {broken}: no merge order keeps them whole")
 
 
 def build_tiny_components(cfg: TinyDiffusionConfig | None = None) -> DiffusionComponents:
@@ -169,7 +217,7 @@ def build_tiny_components(cfg: TinyDiffusionConfig | None = None) -> DiffusionCo
         v1's config. The global RNG state is left untouched.
     """
     cfg = cfg or TinyDiffusionConfig()
-    tokenizer = _char_level_clip_tokenizer()
+    tokenizer = _char_level_clip_tokenizer(cfg.words)
     n_blocks = len(cfg.block_out_channels)
     attend = cfg.cross_attention_levels or (True,) * (n_blocks - 1) + (False,)
     image_channels = 3

@@ -40,6 +40,7 @@ from lightning_modules.diffusion.components import (
 from lightning_modules.diffusion.ema import UNetEMA
 from lightning_modules.sampling.guidance import GuidanceConfig
 from lightning_modules.sampling.sampler import make_generators, sample
+from lightning_modules.schedules import ScheduleName, warmup_then
 
 _COMPUTE_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
 
@@ -58,7 +59,9 @@ class DiffusionFineTune(L.LightningModule):
         adam_beta2: AdamW beta2.
         adam_weight_decay: AdamW weight decay.
         adam_epsilon: AdamW epsilon.
-        warmup_steps: Linear learning-rate warm-up (optimizer steps), then constant.
+        warmup_steps: Linear learning-rate warm-up (optimizer steps).
+        lr_schedule: After the warm-up, ``"constant"`` or ``"cosine"`` decay to 0 at the end of
+            the fit.
         use_8bit_adam: bitsandbytes' AdamW8bit (GPU; bitsandbytes must be installed).
         lora_rank: Train LoRA adapters of this rank on the UNet attention projections instead
             of the full UNet (saved pipelines hold the fused weights).
@@ -83,6 +86,7 @@ class DiffusionFineTune(L.LightningModule):
         adam_weight_decay: float = 1e-2,
         adam_epsilon: float = 1e-8,
         warmup_steps: int = 0,
+        lr_schedule: ScheduleName = "constant",
         use_8bit_adam: bool = False,
         lora_rank: int | None = None,
         lora_alpha: float | None = None,
@@ -98,6 +102,8 @@ class DiffusionFineTune(L.LightningModule):
             raise ValueError(f"lora_rank must be >= 1 or None, got {lora_rank}")
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule {lr_schedule!r}: expected 'constant' or 'cosine'")
         self.save_hyperparameters(ignore=["dataset_info", "tiny"])
         self.hparams["tiny"] = None if tiny is None else asdict(tiny)
         self.hparams["dataset_info"] = None if dataset_info is None else asdict(dataset_info)
@@ -210,10 +216,9 @@ class DiffusionFineTune(L.LightningModule):
             params, lr=hp.learning_rate, betas=(hp.adam_beta1, hp.adam_beta2),
             weight_decay=hp.adam_weight_decay, eps=hp.adam_epsilon,
         )
-        warmup = hp.warmup_steps
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
-        )
+        name = hp.get("lr_schedule", "constant")
+        total = self.trainer.estimated_stepping_batches if name == "cosine" else 1
+        schedule = warmup_then(optimizer, name, total, hp.warmup_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # ---- checkpoints -------------------------------------------------------------------------

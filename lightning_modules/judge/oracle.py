@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+from torchvision.transforms.functional import gaussian_blur
 
 from datamodules.dataset import load_rgb
 from datamodules.embedded.build import (
@@ -39,7 +40,7 @@ from datamodules.embedded.judge_set import SubmodeCatalog, render_judge_set
 from lightning_modules.judge.network import FEATURE_DIM, JudgeNet, class_logits
 from lightning_modules.metric_features import MetricFeatures, MetricFeaturesOutput
 
-JUDGE_VERSION = 2
+JUDGE_VERSION = 3
 MIN_CLASS_ACCURACY = 0.98
 MIN_SUBMODE_ACCURACY = 0.97
 
@@ -54,6 +55,9 @@ class OracleSettings:
         batch_size: Images per step.
         max_lr: Peak learning rate of the one-cycle schedule (AdamW).
         width: Channels of the network's first block.
+        blur: Largest sigma (pixels) of the Gaussian blur half of the training batches get on
+            top of their style (0: none); so that a generator's smoothing, which the renders
+            lack, is not read as a class (a blurred bowl of ramen is not pho).
         seed: Seed of the initialisation, the order and the augmentation.
     """
 
@@ -62,6 +66,7 @@ class OracleSettings:
     batch_size: int = 128
     max_lr: float = 4e-3
     width: int = 32
+    blur: float = 1.0
     seed: int = 0
 
 
@@ -122,8 +127,10 @@ def _build(out: Path, cache_dir: str | Path, world: EmbeddedSettings, oracle: Or
 def train_judge(images: Tensor, units: Tensor, num_units: int, oracle: OracleSettings) -> JudgeNet:
     """Train the network on ``(N, 3, S, S)`` images in [0, 1] with unit labels ``(N,)``.
 
-    Augmentation: horizontal and vertical flips and pixel noise (sigma 0.02), all drawn from the
-    settings' seed, so the result depends on the settings alone (on a given machine).
+    Augmentation: horizontal and vertical flips, a Gaussian blur (sigma uniform in
+    ``(0, oracle.blur)``, one per batch) of a random half of each batch, and pixel noise (sigma
+    0.02), all drawn from the settings' seed, so the result depends on the settings alone (on a
+    given machine).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(oracle.seed)
@@ -143,6 +150,7 @@ def train_judge(images: Tensor, units: Tensor, num_units: int, oracle: OracleSet
             for dim in (3, 2):  # horizontal, vertical flips
                 flip = torch.rand(len(x), generator=generator) < 0.5
                 x = torch.where(flip.view(-1, 1, 1, 1), x.flip(dim), x)
+            x = _blur_half(x, oracle.blur, generator)
             x = x + 0.02 * torch.randn(x.shape, generator=generator)
             loss = F.cross_entropy(net(x)[1], units[batch])
             optimizer.zero_grad()
@@ -150,6 +158,18 @@ def train_judge(images: Tensor, units: Tensor, num_units: int, oracle: OracleSet
             optimizer.step()
             schedule.step()
     return net.eval().requires_grad_(False)
+
+
+def _blur_half(x: Tensor, max_sigma: float, generator: torch.Generator) -> Tensor:
+    """``x`` with a random half of its images blurred by one sigma in ``(0, max_sigma)``."""
+    if max_sigma <= 0:
+        return x
+    sigma = float(torch.rand((), generator=generator)) * max_sigma
+    chosen = torch.rand(len(x), generator=generator) < 0.5
+    if sigma < 1e-3:
+        return x
+    blurred = gaussian_blur(x, kernel_size=[5, 5], sigma=[sigma, sigma])
+    return torch.where(chosen.view(-1, 1, 1, 1), blurred, x)
 
 
 @torch.no_grad()
