@@ -280,6 +280,9 @@ def _judge_line(report: dict) -> str:
     if accuracy:
         line += (f"; on the real test split it reaches {100 * accuracy['class']:.2f} % class and "
                  f"{100 * accuracy['submode_given_class']:.2f} % sub-mode-given-class accuracy")
+        if "blurred_class" in accuracy:
+            line += (f" ({100 * accuracy['blurred_class']:.2f} % class on its images blurred by "
+                     f"{accuracy['blur_sigma']} px)")
     if report.get("per_class_limit"):
         line += f"; at most {report['per_class_limit']} images per class of each set judged"
     return line + "."

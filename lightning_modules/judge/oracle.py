@@ -43,6 +43,7 @@ from lightning_modules.metric_features import MetricFeatures, MetricFeaturesOutp
 JUDGE_VERSION = 3
 MIN_CLASS_ACCURACY = 0.98
 MIN_SUBMODE_ACCURACY = 0.97
+BLUR_CHECK_SIGMA = 0.8  # the blur of the judge's robustness check (pixels at 16 px)
 
 
 @dataclass(frozen=True)
@@ -108,19 +109,23 @@ def _build(out: Path, cache_dir: str | Path, world: EmbeddedSettings, oracle: Or
     images, units = render_judge_set(world, oracle.per_submode)
     net = train_judge(_to_tensor(images), torch.from_numpy(units), len(catalog.pairs), oracle)
     save_file(net.state_dict(), str(out / "judge.safetensors"))
-    accuracy = real_test_accuracy(net, catalog, ensure_embedded_dataset(cache_dir, world))
+    root = ensure_embedded_dataset(cache_dir, world)
+    accuracy = real_test_accuracy(net, catalog, root)
+    blurred = real_test_accuracy(net, catalog, root, BLUR_CHECK_SIGMA)
     info = {
         "judge_version": JUDGE_VERSION, "world_format_version": FORMAT_VERSION,
         "world": asdict(world), "oracle": asdict(oracle),
         "units": [list(p) for p in catalog.pairs], "training_images": int(len(units)),
         "accuracy_on_real_test": accuracy,
+        f"accuracy_on_real_test_blurred_{BLUR_CHECK_SIGMA}": blurred,
         "build_seconds": round(time.perf_counter() - started, 1),
     }
     (out / "judge.json").write_text(json.dumps(info, indent=2))  # written last: complete
     rank_zero_info(
         f"judge: trained on {len(units)} rendered images in {info['build_seconds']} s; on the "
         f"real test split class accuracy {accuracy['class']:.4f}, sub-mode given class "
-        f"{accuracy['submode_given_class']:.4f}"
+        f"{accuracy['submode_given_class']:.4f} (blurred by {BLUR_CHECK_SIGMA} px: class "
+        f"{blurred['class']:.4f})"
     )
 
 
@@ -173,12 +178,17 @@ def _blur_half(x: Tensor, max_sigma: float, generator: torch.Generator) -> Tenso
 
 
 @torch.no_grad()
-def real_test_accuracy(net: JudgeNet, catalog: SubmodeCatalog, root: Path) -> dict[str, float]:
-    """Class accuracy and sub-mode-given-class accuracy on the dataset's real test split."""
+def real_test_accuracy(
+    net: JudgeNet, catalog: SubmodeCatalog, root: Path, blur_sigma: float = 0.0
+) -> dict[str, float]:
+    """Class accuracy and sub-mode-given-class accuracy on the dataset's real test split, its
+    images blurred by ``blur_sigma`` pixels first where that is > 0."""
     planted = read_planted_submodes(root)
     keys = (root / "meta" / "test.txt").read_text().split()
     images = torch.stack([_to_tensor(np.array(load_rgb(root / "images" / f"{k}.jpg"))[None])[0]
                           for k in keys])
+    if blur_sigma > 0:
+        images = gaussian_blur(images, kernel_size=[5, 5], sigma=[blur_sigma, blur_sigma])
     truth = torch.tensor([catalog.index(k.split("/")[0], planted[k]) for k in keys])
     class_of = torch.tensor(catalog.class_of)
     _, logits = net(images)
@@ -239,7 +249,11 @@ class EmbeddedJudge(MetricFeatures):
 
     @property
     def accuracy(self) -> dict[str, float]:
-        return self.info["accuracy_on_real_test"]
+        """Accuracy on the real test split; ``blurred_class``: class accuracy on its images
+        blurred by ``BLUR_CHECK_SIGMA`` px (smoothing must not read as another class)."""
+        blurred = self.info[f"accuracy_on_real_test_blurred_{BLUR_CHECK_SIGMA}"]
+        return {**self.info["accuracy_on_real_test"], "blurred_class": blurred["class"],
+                "blur_sigma": BLUR_CHECK_SIGMA}
 
     def identity(self) -> str:
         return self._identity
