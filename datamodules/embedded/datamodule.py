@@ -19,8 +19,9 @@ class EmbeddedFoodLT(Food101LT):
     """Ten generated "dishes" with planted sub-modes and confusable pairs, long-tailed.
 
     The images are generated deterministically from ``settings`` into
-    ``<cache_dir>/embedded-v<FORMAT_VERSION>-<fingerprint>`` in Food-101's layout, so the Food-101 loader is
-    the code that reads them. The long-tailed split is the dataset's own ``meta/train_lt.txt``.
+    ``<cache_dir>/embedded-v<FORMAT_VERSION>-<fingerprint>`` in Food-101's layout, so the
+    Food-101 loader is the code that reads them. The long-tailed split is the dataset's own
+    ``meta/train_lt.txt``.
 
     Args:
         cache_dir: Where generated datasets are kept (shared by runs; keyed by the settings).

@@ -20,7 +20,7 @@ import copy
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import lightning as L
 import torch
@@ -102,8 +102,10 @@ class DiffusionFineTune(L.LightningModule):
             raise ValueError(f"lora_rank must be >= 1 or None, got {lora_rank}")
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
-        if lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule {lr_schedule!r}: expected 'constant' or 'cosine'")
+        if lr_schedule not in get_args(ScheduleName):
+            raise ValueError(
+                f"lr_schedule {lr_schedule!r}: expected one of {get_args(ScheduleName)}"
+            )
         self.save_hyperparameters(ignore=["dataset_info", "tiny"])
         self.hparams["tiny"] = None if tiny is None else asdict(tiny)
         self.hparams["dataset_info"] = None if dataset_info is None else asdict(dataset_info)

@@ -173,8 +173,12 @@ def _blur_half(x: Tensor, max_sigma: float, generator: torch.Generator) -> Tenso
     chosen = torch.rand(len(x), generator=generator) < 0.5
     if sigma < 1e-3:
         return x
-    blurred = gaussian_blur(x, kernel_size=[5, 5], sigma=[sigma, sigma])
-    return torch.where(chosen.view(-1, 1, 1, 1), blurred, x)
+    return torch.where(chosen.view(-1, 1, 1, 1), _blur(x, sigma), x)
+
+
+def _blur(x: Tensor, sigma: float) -> Tensor:
+    """A Gaussian blur of ``sigma`` pixels (5 x 5 kernel: 16 px images)."""
+    return gaussian_blur(x, kernel_size=[5, 5], sigma=[sigma, sigma])
 
 
 @torch.no_grad()
@@ -188,7 +192,7 @@ def real_test_accuracy(
     images = torch.stack([_to_tensor(np.array(load_rgb(root / "images" / f"{k}.jpg"))[None])[0]
                           for k in keys])
     if blur_sigma > 0:
-        images = gaussian_blur(images, kernel_size=[5, 5], sigma=[blur_sigma, blur_sigma])
+        images = _blur(images, blur_sigma)
     truth = torch.tensor([catalog.index(k.split("/")[0], planted[k]) for k in keys])
     class_of = torch.tensor(catalog.class_of)
     _, logits = net(images)
