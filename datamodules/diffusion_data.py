@@ -3,8 +3,10 @@
 Wraps a real :class:`~datamodules.long_tailed.LongTailDataModule` (its class names and image
 lists) and turns each training image into a text prompt: the class name alone (fine-tuned SD, the
 "no clustering" ablation) or the class name and the image's ClusDiff sub-class, read from the
-``subclasses.csv`` that the clustering stage writes. Prompts are built here, once: the model only
-sees strings, and prompt dropout (for classifier-free guidance) is the model's business.
+``subclasses.csv`` that the clustering stage writes. A dataset with planted sub-modes (the
+embedded one) can also name each image's sub-mode in a share of the prompts, as web captions name
+a dish's variant ("miso ramen"). Prompts are built here, once: the model only sees strings, and
+prompt dropout (for classifier-free guidance) is the model's business.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
@@ -51,6 +54,30 @@ def check_subclass_prompt(subclasses_csv: str | None, prompt_template: str) -> N
         raise ValueError(
             f"prompt_template={prompt_template!r} uses {{subclass}}: set subclasses_csv"
         )
+
+
+def check_submode_prompt(
+    real: LongTailDataModule, template: str, rate: float, subclasses_csv: str | None
+) -> None:
+    """Sub-mode prompts need a rate in [0, 1], a ``{submode}`` template and planted sub-modes."""
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"submode_prompt_rate={rate}: expected a fraction in [0, 1]")
+    if rate == 0:
+        return
+    if "{submode}" not in template:
+        raise ValueError(f"submode_prompt_template={template!r}: expected '{{submode}}' in it")
+    if subclasses_csv is not None:
+        raise ValueError("submode_prompt_rate > 0 and subclasses_csv: expected one of the two")
+    if not hasattr(real, "planted_submodes"):
+        raise ValueError(f"submode_prompt_rate > 0 needs a dataset with planted sub-modes "
+                         f"(the embedded one), got {type(real).__name__}")
+
+
+def submode_prompted(n: int, rate: float, seed: int = 0) -> list[int]:
+    """The indices of the ``round(rate * n)`` images whose prompt names their sub-mode: a fixed
+    seeded draw, the same for every run."""
+    chosen = np.random.default_rng(seed).permutation(n)[: round(rate * n)]
+    return sorted(chosen.tolist())
 
 
 def read_subclasses(path: str | Path) -> dict[str, int]:
@@ -117,6 +144,11 @@ class DiffusionFineTuneData(L.LightningDataModule):
             and, with ``subclasses_csv``, ``{subclass}`` (ClusDiff).
         subclasses_csv: ``subclasses.csv`` of the clustering stage; then every image's prompt
             carries its sub-class id and the template must contain ``{subclass}``.
+        submode_prompt_template: Format string over ``{class_name}`` and ``{submode}`` (the
+            planted sub-mode's name) for the images drawn by ``submode_prompt_rate``; needs a
+            datamodule with planted sub-modes (``planted_submodes()``).
+        submode_prompt_rate: Fraction of the images (exactly, rounded; a fixed seeded draw) whose
+            prompt names their sub-mode. 0: none.
         batch_size: Per-process batch size.
         num_workers: DataLoader workers.
     """
@@ -130,11 +162,14 @@ class DiffusionFineTuneData(L.LightningDataModule):
         split: Literal["train", "pretrain"] = "train",
         prompt_template: str = "A photo of {class_name}, a type of food.",
         subclasses_csv: str | None = None,
+        submode_prompt_template: str = "A photo of {class_name}, style {submode}, a type of food.",
+        submode_prompt_rate: float = 0.0,
         batch_size: int = 16,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
         check_subclass_prompt(subclasses_csv, prompt_template)
+        check_submode_prompt(real, submode_prompt_template, submode_prompt_rate, subclasses_csv)
         if split not in ("train", "pretrain"):
             raise ValueError(f"split must be 'train' or 'pretrain', got {split!r}")
         if split == "pretrain" and subclasses_csv is not None:
@@ -146,6 +181,8 @@ class DiffusionFineTuneData(L.LightningDataModule):
         self.split = split
         self.prompt_template = prompt_template
         self.subclasses_csv = subclasses_csv
+        self.submode_prompt_template = submode_prompt_template
+        self.submode_prompt_rate = submode_prompt_rate
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.dataset: PromptedImages | None = None
@@ -172,9 +209,19 @@ class DiffusionFineTuneData(L.LightningDataModule):
 
     def _build_prompts(self, samples: list[Sample]) -> list[str]:
         if self.subclasses_csv is None:
-            return [self.prompt(s.label) for s in samples]
-        subclasses = subclasses_of(samples, self.subclasses_csv)
-        return [self.prompt(s.label, k) for s, k in zip(samples, subclasses)]
+            prompts = [self.prompt(s.label) for s in samples]
+        else:
+            subclasses = subclasses_of(samples, self.subclasses_csv)
+            prompts = [self.prompt(s.label, k) for s, k in zip(samples, subclasses)]
+        if self.submode_prompt_rate > 0:
+            planted = self.real.planted_submodes()
+            names = self.dataset_info.class_names
+            for i in submode_prompted(len(samples), self.submode_prompt_rate):
+                s = samples[i]
+                prompts[i] = self.submode_prompt_template.format(
+                    class_name=names[s.label].replace("_", " "),
+                    submode=planted[image_key(s.path)])
+        return prompts
 
     def prepare_data(self) -> None:
         self.real.prepare_data()

@@ -200,6 +200,35 @@ def test_datamodule_batches_and_pretrain_split(tiny_datamodule, tmp_path) -> Non
     assert pretrain.dataset.prompts[0] == "A photo of garlic bread, a type of food."
 
 
+def test_submode_prompts_name_the_planted_sub_mode_at_the_set_rate(tiny_datamodule) -> None:
+    """A share of the corpus prompts (exactly the rate, the same images every run) name the
+    image's planted sub-mode in ClusDiff's slot; a bad rate or template is refused first."""
+    from datamodules.diffusion_data import DiffusionFineTuneData, image_key
+
+    planted = tiny_datamodule.planted_submodes()
+
+    def prompts(rate: float) -> tuple[list[str], list]:
+        data = DiffusionFineTuneData(tiny_datamodule, split="pretrain", submode_prompt_rate=rate)
+        data.setup("fit")
+        return data.dataset.prompts, data.dataset.paths
+
+    texts, paths = prompts(0.5)
+    named = [(t, p) for t, p in zip(texts, paths) if " style " in t]
+    assert len(named) == len(texts) // 2 == 20
+    for text, path in named:
+        name = Path(path).parent.name.replace("_", " ")
+        assert text == f"A photo of {name}, style {planted[image_key(path)]}, a type of food."
+    assert all(t.endswith(", a type of food.") and t.count(",") == 1
+               for t in texts if " style " not in t)
+    assert prompts(0.5) == (texts, paths)
+    assert not any(" style " in t for t in prompts(0.0)[0])
+    with pytest.raises(ValueError, match="submode_prompt_rate=1.5"):
+        DiffusionFineTuneData(tiny_datamodule, split="pretrain", submode_prompt_rate=1.5)
+    with pytest.raises(ValueError, match="submode_prompt_template"):
+        DiffusionFineTuneData(tiny_datamodule, split="pretrain", submode_prompt_rate=0.5,
+                              submode_prompt_template="A photo of {class_name}.")
+
+
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_training_step_trains_only_the_unet(prediction_type: str) -> None:
     from diffusers import DDPMScheduler
@@ -267,8 +296,10 @@ def test_tokenizer_keeps_the_configured_words_whole_and_spells_out_the_rest() ->
     config = yaml.safe_load((CONFIGS / "embedded" / "pretrain_diffusion.yaml").read_text())
     words = config["model"]["init_args"]["tiny"]["words"]
     tokenizer = _char_level_clip_tokenizer(words)
-    # "type" comes before "style" in the config, and its first merge "t y" sits inside "style".
-    assert words.index("type") < words.index("style")
+    # Words whose merges could break each other: "t y" of "type" inside "style", a repeated
+    # first pair ("cu" in "cucumber", "pe" in "pepperoni"), shared endings ("berry").
+    for a, b in (("type", "style"), ("berry", "strawberry"), ("cucumber", "pepperoni")):
+        assert a in words and b in words
     assert all(tokenizer.tokenize(w) == [f"{w}</w>"] for w in words)
     prompt = "A photo of garlic bread, style 12, a type of food."
     assert tokenizer.tokenize(prompt) == [

@@ -77,7 +77,11 @@ def test_copies_swaps_and_repeats(small_judge, tiny_datamodule, tmp_path):
     # (the images claimed as garlic bread are french toast: judged so as often as real ones)
     assert swapped["confusion garlic_bread->french_toast"]["value"] == pytest.approx(
         _judged_as(small_judge, tiny_datamodule, "french_toast", "french_toast"))
-    assert swapped["fidelity"]["value"] < copies["fidelity"]["value"] - 0.1
+    judged = {(a, b): _judged_as(small_judge, tiny_datamodule, a, b)
+              for a in swap for b in swap}
+    lost = sum(judged[a, a] - judged[a, swap[a]] for a in swap) / len(swap) * 2 / 10
+    assert lost > 0.05  # the judge tells the pair apart more often than not
+    assert swapped["fidelity"]["value"] == pytest.approx(copies["fidelity"]["value"] - lost)
     assert swapped["negative_confusion"]["value"] >= 0.5  # judged as their true class
 
     # one repeated image per class: no diversity, one sub-mode per class covered

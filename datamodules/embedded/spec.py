@@ -168,9 +168,9 @@ class WebStyle:
     """
 
     tables: tuple[RGB, ...] = ((0.84, 0.84, 0.82), (0.28, 0.38, 0.66), (0.70, 0.22, 0.20))
-    warm: float = 0.12
-    saturation: float = 0.3
-    zoom: float = 0.25
+    warm: float = 0.3
+    saturation: float = 0.7
+    zoom: float = 0.45
     blur: float = 0.8
 
 

@@ -148,14 +148,18 @@ class TinyDiffusionConfig:
 
 
 def _word_merges(words: Sequence[str]) -> list[tuple[str, str]]:
-    """BPE merges that join each word, left to right, into one ``word</w>`` token."""
+    """BPE merges that join each word, right to left, into one ``word</w>`` token.
+
+    Every merge joins one character to a word's end (a token ending in ``</w>``), and a word
+    holds one such token, so at each step exactly one merge applies to it: the chains of
+    different words never break each other (words sharing an ending share its merges).
+    """
     merges: dict[tuple[str, str], None] = {}
     for word in words:
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        joined = pieces[0]
-        for piece in pieces[1:]:
-            merges[(joined, piece)] = None
-            joined += piece
+        suffix = word[-1] + "</w>"
+        for char in reversed(word[:-1]):
+            merges[(char, suffix)] = None
+            suffix = char + suffix
     return list(merges)
 
 
@@ -177,33 +181,27 @@ def _char_level_clip_tokenizer(
     """A character-level CLIP tokenizer from a generated vocab.json and merges.txt.
 
     Every other string is spelt out one token per character; each of ``words`` (lower-case
-    letters) is one token, as CLIP's own BPE gives a common word one token. A word's merges can
-    break another's (``type``'s first merge ``t y`` sits inside ``style``): the words whose
-    chains break are moved to the front, where their merges rank first, until none breaks.
+    letters) is one token, as CLIP's own BPE gives a common word one token.
 
     Raises:
-        ValueError: A word is not lower-case ASCII letters, or no order keeps every word whole.
+        ValueError: A word is not lower-case ASCII letters.
     """
     bad = [w for w in words if not (w.isascii() and w.isalpha() and w.islower())]
     if bad:
         raise ValueError(f"tokenizer words {bad}: expected lower-case ASCII letters only")
     chars = string.ascii_lowercase + string.digits + string.punctuation
-    base = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
     for suffix in ("", "</w>"):  # "</w>" marks the last character of a word
         for char in chars:
-            base[char + suffix] = len(base)
-    order = list(dict.fromkeys(words))
-    for _ in range(len(order) + 1):
-        merges = _word_merges(order)
-        vocab = dict(base)
-        for left, right in merges:
-            vocab.setdefault(left + right, len(vocab))
-        tokenizer = _clip_tokenizer(vocab, merges, model_max_length)
-        broken = [w for w in order if len(tokenizer.tokenize(w)) != 1]
-        if not broken:
-            return tokenizer
-        order = broken + [w for w in order if w not in broken]
-    raise ValueError(f"tokenizer words {broken}: no merge order keeps them whole")
+            vocab[char + suffix] = len(vocab)
+    merges = _word_merges(list(dict.fromkeys(words)))
+    for left, right in merges:
+        vocab.setdefault(left + right, len(vocab))
+    tokenizer = _clip_tokenizer(vocab, merges, model_max_length)
+    broken = [w for w in words if len(tokenizer.tokenize(w)) != 1]
+    if broken:  # cannot happen with right-to-left chains; a guard against a tokenizer change
+        raise RuntimeError(f"tokenizer words {broken} are not one token each")
+    return tokenizer
 
 
 def build_tiny_components(cfg: TinyDiffusionConfig | None = None) -> DiffusionComponents:
