@@ -30,7 +30,7 @@ from datamodules.epoch_seeds import (
     TrainerEpoch,
     run_seed,
 )
-from datamodules.info import DatasetInfo
+from datamodules.info import DatasetInfo, PlantedTruth
 from datamodules.layout import Sample, read_split
 from datamodules.long_tailed import LongTailDataModule
 from datamodules.stage_csv import read_stage_csv
@@ -56,19 +56,25 @@ def check_subclass_prompt(subclasses_csv: str | None, prompt_template: str) -> N
         )
 
 
-def check_submode_prompt(
-    real: LongTailDataModule, template: str, rate: float, subclasses_csv: str | None
-) -> None:
-    """Sub-mode prompts need a rate in [0, 1], a ``{submode}`` template and planted sub-modes."""
+def check_submode_prompt(real: LongTailDataModule, template: str, rate: float, split: str) -> None:
+    """Sub-mode prompts: a rate in [0, 1]; above 0, the pre-training corpus of a dataset with
+    planted sub-modes (on the training split they would hand a fine-tune the planted answer) and
+    a template over exactly ``{class_name}`` and ``{submode}``."""
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"submode_prompt_rate={rate}: expected a fraction in [0, 1]")
     if rate == 0:
         return
+    if split != "pretrain":
+        raise ValueError(f"submode_prompt_rate={rate} with split={split!r}: sub-mode prompts "
+                         "are for split='pretrain' only")
     if "{submode}" not in template:
         raise ValueError(f"submode_prompt_template={template!r}: expected '{{submode}}' in it")
-    if subclasses_csv is not None:
-        raise ValueError("submode_prompt_rate > 0 and subclasses_csv: expected one of the two")
-    if not hasattr(real, "planted_submodes"):
+    try:
+        template.format(class_name="x", submode="y")
+    except (KeyError, IndexError, ValueError) as err:
+        raise ValueError(f"submode_prompt_template={template!r}: expected a format string over "
+                         f"{{class_name}} and {{submode}} only ({err!r})") from None
+    if not isinstance(real, PlantedTruth):
         raise ValueError(f"submode_prompt_rate > 0 needs a dataset with planted sub-modes "
                          f"(the embedded one), got {type(real).__name__}")
 
@@ -145,8 +151,11 @@ class DiffusionFineTuneData(L.LightningDataModule):
         subclasses_csv: ``subclasses.csv`` of the clustering stage; then every image's prompt
             carries its sub-class id and the template must contain ``{subclass}``.
         submode_prompt_template: Format string over ``{class_name}`` and ``{submode}`` (the
-            planted sub-mode's name) for the images drawn by ``submode_prompt_rate``; needs a
-            datamodule with planted sub-modes (``planted_submodes()``).
+            planted sub-mode's name) for the images drawn by ``submode_prompt_rate``; needs
+            ``split="pretrain"`` of a datamodule with planted sub-modes (the embedded one). A
+            corpus image of caption noise (captioned with its partner's name) is named by the
+            sub-mode it shows, a sub-mode of the partner: a web caption that names the variant
+            shown gives away, in part, which dish is shown.
         submode_prompt_rate: Fraction of the images (exactly, rounded; a fixed seeded draw) whose
             prompt names their sub-mode. 0: none.
         batch_size: Per-process batch size.
@@ -169,7 +178,7 @@ class DiffusionFineTuneData(L.LightningDataModule):
     ) -> None:
         super().__init__()
         check_subclass_prompt(subclasses_csv, prompt_template)
-        check_submode_prompt(real, submode_prompt_template, submode_prompt_rate, subclasses_csv)
+        check_submode_prompt(real, submode_prompt_template, submode_prompt_rate, split)
         if split not in ("train", "pretrain"):
             raise ValueError(f"split must be 'train' or 'pretrain', got {split!r}")
         if split == "pretrain" and subclasses_csv is not None:

@@ -227,6 +227,11 @@ def test_submode_prompts_name_the_planted_sub_mode_at_the_set_rate(tiny_datamodu
     with pytest.raises(ValueError, match="submode_prompt_template"):
         DiffusionFineTuneData(tiny_datamodule, split="pretrain", submode_prompt_rate=0.5,
                               submode_prompt_template="A photo of {class_name}.")
+    with pytest.raises(ValueError, match="format string"):
+        DiffusionFineTuneData(tiny_datamodule, split="pretrain", submode_prompt_rate=0.5,
+                              submode_prompt_template="{class_name}, {submode}, {subclass}")
+    with pytest.raises(ValueError, match="split='pretrain' only"):  # the planted answer
+        DiffusionFineTuneData(tiny_datamodule, split="train", submode_prompt_rate=0.5)
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
@@ -298,9 +303,16 @@ def test_tokenizer_keeps_the_configured_words_whole_and_spells_out_the_rest() ->
     tokenizer = _char_level_clip_tokenizer(words)
     # Words whose merges could break each other: "t y" of "type" inside "style", a repeated
     # first pair ("cu" in "cucumber", "pe" in "pepperoni"), shared endings ("berry").
-    for a, b in (("type", "style"), ("berry", "strawberry"), ("cucumber", "pepperoni")):
-        assert a in words and b in words
+    for word in ("type", "style", "berry", "strawberry", "cucumber", "pepperoni"):
+        assert word in words
     assert all(tokenizer.tokenize(w) == [f"{w}</w>"] for w in words)
+    # every word of the world's prompts is one: class names, sub-mode names, the templates
+    from datamodules.embedded.spec import DISHES
+
+    prompt_words = {m.name for d in DISHES for m in d.submodes}
+    prompt_words |= {w for d in DISHES for w in d.name.split("_")}
+    prompt_words |= {"a", "photo", "of", "style", "type", "food"}
+    assert prompt_words <= set(words), sorted(prompt_words - set(words))
     prompt = "A photo of garlic bread, style 12, a type of food."
     assert tokenizer.tokenize(prompt) == [
         "a</w>", "photo</w>", "of</w>", "garlic</w>", "bread</w>", ",</w>", "style</w>",

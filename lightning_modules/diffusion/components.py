@@ -101,7 +101,7 @@ class TinyDiffusionConfig:
         norm_num_groups: GroupNorm groups of the UNet and VAE.
         seed: Seed of the random initialisation.
         words: Words the tokenizer keeps whole (one token each); everything else is spelt out
-            character by character.
+            character by character, except an ending it shares with one of the words.
     """
 
     sample_size: int = 16
@@ -151,8 +151,9 @@ def _word_merges(words: Sequence[str]) -> list[tuple[str, str]]:
     """BPE merges that join each word, right to left, into one ``word</w>`` token.
 
     Every merge joins one character to a word's end (a token ending in ``</w>``), and a word
-    holds one such token, so at each step exactly one merge applies to it: the chains of
-    different words never break each other (words sharing an ending share its merges).
+    holds one such token, so at each step at most one merge applies to it (until a configured
+    word is whole, exactly one): the chains of different words never break each other (words
+    sharing an ending share its merges).
     """
     merges: dict[tuple[str, str], None] = {}
     for word in words:
@@ -180,11 +181,13 @@ def _char_level_clip_tokenizer(
 ) -> CLIPTokenizer:
     """A character-level CLIP tokenizer from a generated vocab.json and merges.txt.
 
-    Every other string is spelt out one token per character; each of ``words`` (lower-case
-    letters) is one token, as CLIP's own BPE gives a common word one token.
+    Each of ``words`` (lower-case letters) is one token, as CLIP's own BPE gives a common word
+    one token; every other string is spelt out one token per character, except an ending it
+    shares with one of the words (``raspberry`` -> ``r a s p berry</w>``).
 
     Raises:
         ValueError: A word is not lower-case ASCII letters.
+        RuntimeError: A word is not one token (a guard against a change of the BPE library).
     """
     bad = [w for w in words if not (w.isascii() and w.isalpha() and w.islower())]
     if bad:
