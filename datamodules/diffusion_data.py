@@ -204,8 +204,11 @@ class DiffusionFineTuneData(L.LightningDataModule):
 
     def prompt(self, label: int, subclass: int | None = None) -> str:
         """The prompt of an image of class ``label`` (and sub-class ``subclass``)."""
-        name = self.dataset_info.class_names[label].replace("_", " ")
-        return self.prompt_template.format(class_name=name, subclass=subclass)
+        return self.prompt_template.format(class_name=self._words(label), subclass=subclass)
+
+    def _words(self, label: int) -> str:
+        """Class ``label``'s name as prompt words (underscores become spaces)."""
+        return self.dataset_info.class_names[label].replace("_", " ")
 
     def _samples(self) -> list[Sample]:
         if self.split == "train":
@@ -224,12 +227,10 @@ class DiffusionFineTuneData(L.LightningDataModule):
             prompts = [self.prompt(s.label, k) for s, k in zip(samples, subclasses)]
         if self.submode_prompt_rate > 0:
             planted = self.real.planted_submodes()
-            names = self.dataset_info.class_names
             for i in submode_prompted(len(samples), self.submode_prompt_rate):
                 s = samples[i]
                 prompts[i] = self.submode_prompt_template.format(
-                    class_name=names[s.label].replace("_", " "),
-                    submode=planted[image_key(s.path)])
+                    class_name=self._words(s.label), submode=planted[image_key(s.path)])
         return prompts
 
     def prepare_data(self) -> None:
