@@ -35,6 +35,9 @@ from datamodules.layout import Sample, read_split
 from datamodules.long_tailed import LongTailDataModule
 from datamodules.stage_csv import read_stage_csv
 
+Subclass = int | str
+"""A sub-class: the clustering's integer id, or a name (``read_subclasses``)."""
+
 
 def image_key(path: str | Path) -> str:
     """``"class/id"`` of an image path (the Food-101 split-file key; independent of the root)."""
@@ -86,18 +89,34 @@ def submode_prompted(n: int, rate: float, seed: int = 0) -> list[int]:
     return sorted(chosen.tolist())
 
 
-def read_subclasses(path: str | Path) -> dict[str, int]:
-    """``"class/id"`` -> sub-class id, from a ``subclasses.csv`` of the clustering stage."""
+def read_subclasses(path: str | Path) -> dict[str, Subclass]:
+    """``"class/id"`` -> sub-class, from a ``subclasses.csv`` of the clustering stage.
+
+    A sub-class is an integer id (what the clustering writes) or, in a file of names only, a
+    word (a hand-labelled file, or ``planted-subclasses --names``: the prompt then names it).
+
+    Raises:
+        ValueError: A file mixing ids and names, or an empty sub-class.
+    """
     rows = read_stage_csv(
         path, ("path", "subclass"), "subclasses_csv",
         "run the clustering stage first "
         "(python -m experiments predict --config experiments/configs/cluster.yaml)",
         unique="path",
     )
-    return {image_key(row["path"]): int(row["subclass"]) for row in rows}
+    values = [row["subclass"].strip() for row in rows]
+    ids = [v.isdigit() for v in values]
+    if "" in values or (any(ids) and not all(ids)):
+        odd = next(v for v, i in zip(values, ids) if v == "" or i != ids[0])
+        raise ValueError(
+            f"subclasses_csv={str(path)!r}: sub-class {odd!r}; expected integer ids in every row "
+            "or names (non-empty, not all digits) in every row"
+        )
+    labels = [int(v) if i else v for v, i in zip(values, ids)]
+    return {image_key(row["path"]): label for row, label in zip(rows, labels)}
 
 
-def subclasses_of(samples: Sequence[Sample], path: str | Path) -> list[int]:
+def subclasses_of(samples: Sequence[Sample], path: str | Path) -> list[Subclass]:
     """The sub-class of each sample, from a ``subclasses.csv`` that must cover exactly them.
 
     Raises:
@@ -202,7 +221,7 @@ class DiffusionFineTuneData(L.LightningDataModule):
     def dataset_info(self) -> DatasetInfo:
         return self.real.dataset_info
 
-    def prompt(self, label: int, subclass: int | None = None) -> str:
+    def prompt(self, label: int, subclass: Subclass | None = None) -> str:
         """The prompt of an image of class ``label`` (and sub-class ``subclass``)."""
         return self.prompt_template.format(class_name=self._words(label), subclass=subclass)
 

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
 
 from datamodules.dataset import load_rgb
+from datamodules.diffusion_data import Subclass
 from datamodules.info import DatasetInfo
 from datamodules.long_tailed import LongTailDataModule
 from datamodules.stage_csv import read_stage_csv
@@ -68,7 +69,7 @@ class GenerationRequest:
     negative_class_name: str | None = None
     negative_prompt: str | None = None
     source_image: str | None = None
-    subclass: int | None = None
+    subclass: Subclass | None = None
 
     @property
     def relative_path(self) -> str:
@@ -274,7 +275,7 @@ class GenerationRequests(L.LightningDataModule):
         target = max(counts) if self.target is None else self.target
         return [max(target - count, 0) for count in counts]
 
-    def class_subclasses(self, label: int, class_name: str, count: int) -> list[int | None]:
+    def class_subclasses(self, label: int, class_name: str, count: int) -> list[Subclass | None]:
         """The sub-class of each of a class's ``count`` requests (None: no sub-classes)."""
         if self.subclasses_csv is None:
             return [None] * count
@@ -286,7 +287,7 @@ class GenerationRequests(L.LightningDataModule):
         return draw_subclasses(sizes, label, count, self.subclass_sampling, self.subclass_seed)
 
     def class_prompts(
-        self, label: int, class_name: str, subclasses: list[int | None]
+        self, label: int, class_name: str, subclasses: list[Subclass | None]
     ) -> list[str]:
         """The positive prompt of each request of a class (one per entry of ``subclasses``)."""
         if self.subclasses_csv is None:

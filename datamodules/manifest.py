@@ -47,7 +47,7 @@ class ManifestRow:
     params: dict = field(default_factory=dict)
     model: str = ""
     prompt: str = ""
-    subclass: int | None = None
+    subclass: int | str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

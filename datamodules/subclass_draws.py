@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from datamodules.diffusion_data import check_subclass_prompt, image_key, subclasses_of
+from datamodules.diffusion_data import Subclass, check_subclass_prompt, image_key, subclasses_of
 from datamodules.layout import Sample
 
 CLUSDIFF_PROMPT = "A photo of {class_name}, style {subclass}, a type of food."
@@ -31,8 +31,8 @@ def subclass_sizes(path: str | Path, samples: Sequence[Sample]) -> dict[str, Cou
 
 def draw_subclasses(
     sizes: Counter, label: int, count: int, sampling: SubclassSampling, seed: int
-) -> list[int]:
-    """``count`` sub-class ids of class ``label``: weighted by ``sizes`` (``proportional``, the
+) -> list[Subclass]:
+    """``count`` sub-classes of class ``label``: weighted by ``sizes`` (``proportional``, the
     paper) or uniform; the same draws for the same ``seed`` and ``label``."""
     ids = sorted(sizes)
     weights = [sizes[k] if sampling == "proportional" else 1 for k in ids]

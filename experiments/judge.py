@@ -87,6 +87,16 @@ def subclass_majorities(
     return {k: v.most_common(1)[0][0] for k, v in votes.items()}
 
 
+def _subclass_codes(rows: Sequence) -> np.ndarray:
+    """Each row's sub-class as an integer (-1: none); named sub-classes get codes in order of
+    first appearance (the figures compare sub-classes within a class, never their values)."""
+    codes: dict = {}
+    for r in rows:
+        if r.subclass is not None:
+            codes.setdefault(r.subclass, r.subclass if isinstance(r.subclass, int) else len(codes))
+    return np.array([-1 if r.subclass is None else codes[r.subclass] for r in rows])
+
+
 def judge_samples(
     judge: MetricFeatures, samples: Sequence[Sample], rows: Sequence | None,
     class_names: Sequence[str], planted: dict[str, str] | None, image_size: int,
@@ -108,7 +118,7 @@ def judge_samples(
     if rows is None:
         return F.Judged(labels, classes, features, units)
     negatives = np.array([index.get(r.negative_class_name, -1) for r in rows])
-    subclasses = np.array([-1 if r.subclass is None else int(r.subclass) for r in rows])
+    subclasses = _subclass_codes(rows)
     sources = np.full(len(rows), -1)
     if planted is not None and catalog is not None:
         for i, r in enumerate(rows):
@@ -118,7 +128,7 @@ def judge_samples(
     targets = None
     if majorities is not None:
         targets = np.array([-1 if r.subclass is None else
-                            majorities.get((r.class_name, int(r.subclass)), -1) for r in rows])
+                            majorities.get((r.class_name, r.subclass), -1) for r in rows])
     return F.Judged(labels, classes, features, units, negatives, subclasses, sources, targets)
 
 

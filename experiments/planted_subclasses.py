@@ -22,12 +22,15 @@ from datamodules.info import PlantedTruth
 from datamodules.long_tailed import LongTailDataModule
 
 
-def planted_subclasses(data: LongTailDataModule, output: str) -> Path:
+def planted_subclasses(data: LongTailDataModule, output: str, names: bool = False) -> Path:
     """Write ``output`` (a ``subclasses.csv``) from the planted sub-mode of every training image.
 
     Args:
         data: A dataset with planted sub-modes (the embedded dataset).
         output: The CSV to write (its folder is created).
+        names: Write each sub-mode's name (``miso``) instead of an id: prompts then name the
+            sub-mode as the pre-training captions do, the control of whether a model follows a
+            sub-mode word at all (without a fine-tune).
     """
     if not isinstance(data, PlantedTruth):
         raise ValueError(
@@ -36,7 +39,7 @@ def planted_subclasses(data: LongTailDataModule, output: str) -> Path:
         )
     planted = data.planted_submodes()
     index = data.index
-    names = index.class_names
+    class_names = index.class_names
     keys = [image_key(s.path) for s in index.train]
     missing = [k for k in keys if k not in planted]
     if missing:
@@ -44,7 +47,7 @@ def planted_subclasses(data: LongTailDataModule, output: str) -> Path:
                          f"images (e.g. {missing[0]!r})")
     modes: dict[str, set[str]] = defaultdict(set)
     for sample, key in zip(index.train, keys):
-        modes[names[sample.label]].add(planted[key])
+        modes[class_names[sample.label]].add(planted[key])
     ids = {name: {m: k for k, m in enumerate(sorted(ms))} for name, ms in modes.items()}
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,8 +55,9 @@ def planted_subclasses(data: LongTailDataModule, output: str) -> Path:
         writer = csv.writer(f)
         writer.writerow(SUBCLASS_COLUMNS)
         for sample, key in zip(index.train, keys):
-            name = names[sample.label]
-            writer.writerow([sample.path, sample.label, name, ids[name][planted[key]], 0])
+            name = class_names[sample.label]
+            mode = planted[key]
+            writer.writerow([sample.path, sample.label, name, mode if names else ids[name][mode], 0])
     print(f"planted-subclasses: {len(keys)} training images, "
           f"{sum(map(len, ids.values()))} sub-classes -> {path}")
     return path

@@ -185,6 +185,10 @@ def test_planted_subclasses_tool_writes_the_planted_sub_modes(embedded_cache, tm
         for r in members:  # ids follow the sorted sub-mode names, one id per sub-mode
             assert int(r["subclass"]) == modes.index(planted[image_key(r["path"])])
     assert len(read_subclasses(out)) == len(rows) == len({r["path"] for r in rows})
+    named = tmp_path / "planted" / "names.csv"  # --names: the sub-mode's word in every row
+    cli_main(["planted-subclasses", *EMBEDDED, *tiny_data_args(embedded_cache),
+              f"--output={named}", "--names=true"])
+    assert read_subclasses(named) == {k: planted[k] for k in read_subclasses(out)}
     with pytest.raises(ValueError, match="Food101LT has no planted sub-modes"):
         cli_main(["planted-subclasses", "--data", "experiments/configs/data/food101_lt.yaml",
                   "--data.init_args.root=/nonexistent", f"--output={tmp_path / 'x.csv'}"])

@@ -145,16 +145,20 @@ def test_judge_training_blurs_a_random_half_of_a_batch():
     assert torch.equal(_blur_half(x, 0.0, torch.Generator().manual_seed(1)), x)
 
 
-def test_steering_rate_follows_the_prompted_subclass(small_judge, tiny_datamodule, tmp_path):
-    """Sub-classes that are the planted sub-modes, and a set whose images show the sub-mode of
-    their prompted sub-class: steering rate 1; the same images with the sub-classes shuffled
-    within their class: the rate falls to about chance."""
+@pytest.mark.parametrize("named", [False, True], ids=["ids", "names"])
+def test_steering_rate_follows_the_prompted_subclass(small_judge, tiny_datamodule, tmp_path,
+                                                     named):
+    """Sub-classes that are the planted sub-modes (by id, or by name), and a set whose images
+    show the sub-mode of their prompted sub-class: steering rate 1; the same images with the
+    sub-classes shuffled within their class: the rate falls to about chance."""
     import csv as csv_module
 
     from datamodules.embedded.spec import DISHES
 
     planted = tiny_datamodule.planted_submodes()
-    mode_id = {(d.name, m.name): k for d in DISHES for k, m in enumerate(d.submodes)}
+    mode_id = {(d.name, m.name): m.name if named else k
+               for d in DISHES for k, m in enumerate(d.submodes)}
+    modes_of = {d.name: [mode_id[(d.name, m.name)] for m in d.submodes] for d in DISHES}
     table = tmp_path / "subclasses.csv"
     with open(table, "w", newline="") as f:
         writer = csv_module.writer(f)
@@ -171,7 +175,7 @@ def test_steering_rate_follows_the_prompted_subclass(small_judge, tiny_datamodul
             name, stem = Path(sample.path).parent.name, Path(sample.path).stem
             subclass = mode_id[(name, planted[f"{name}/{stem}"])]
             if kind == "shuffled":
-                subclass = int(rng.integers(0, 3))
+                subclass = modes_of[name][int(rng.integers(0, 3))]
             rel = f"images/{name}/{stem}.jpg"
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(sample.path, out / rel)

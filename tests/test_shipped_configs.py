@@ -112,6 +112,12 @@ def test_world_pipeline_stages_name_existing_configs_and_parse(tmp_path, capsys)
     with pytest.raises(SystemExit):
         cli_main([*steps["finetune_planted"].args, "--print_config"])
     assert f"subclasses_csv: {planted}" in capsys.readouterr().out
+    named = f"{tmp_path}/planted/names.csv"  # the no-fine-tune control names the sub-modes
+    assert steps["planted_names"].args[-2:] == [f"--output={named}", "--names=true"]
+    with pytest.raises(SystemExit):
+        cli_main([*steps["judged_named"].args, "--print_config"])
+    out = capsys.readouterr().out
+    assert f"subclasses_csv: {named}" in out and "experiments/assets/embedded_sd" in out
 
 
 def test_ablation_table_rows_name_each_dataset_and_paper():
