@@ -88,13 +88,11 @@ def subclass_majorities(
 
 
 def _subclass_codes(rows: Sequence) -> np.ndarray:
-    """Each row's sub-class as an integer (-1: none); named sub-classes get codes in order of
-    first appearance (the figures compare sub-classes within a class, never their values)."""
+    """Each row's sub-class (id or name) as an integer code, -1 for none: only the steering
+    ARI reads them, which compares groupings, never the values."""
     codes: dict = {}
-    for r in rows:
-        if r.subclass is not None:
-            codes.setdefault(r.subclass, r.subclass if isinstance(r.subclass, int) else len(codes))
-    return np.array([-1 if r.subclass is None else codes[r.subclass] for r in rows])
+    return np.array([-1 if r.subclass is None else codes.setdefault(r.subclass, len(codes))
+                     for r in rows])
 
 
 def judge_samples(

@@ -6,7 +6,7 @@ fine-tune that does not learn its sub-class prompts.
         --output runs/planted/subclasses.csv
 
 The file has the clustering stage's columns (``callbacks/subclass_writer.py``) and feeds the
-fine-tune and the generation in its place; a class's sub-mode names, sorted, get ids 0, 1, ...
+fine-tune and the generation in its place; a class's sub-mode names, sorted, get ids 0, 1, ... (``--names``: the names themselves)
 """
 
 from __future__ import annotations
