@@ -220,6 +220,10 @@ def _flat(report: dict) -> dict[str, float]:
     return out
 
 
+def _noise_setting(setting: float | dict[str, float], class_name: str) -> float:
+    return setting[class_name] if isinstance(setting, dict) else setting
+
+
 def _cell(e: dict | None) -> str:
     return "-" if e is None else f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
 
@@ -240,7 +244,7 @@ def world_markdown(report: dict) -> str:
                      f"{TARGETS['real_confusion']} |")
     for c, rate in report["caption_noise"].items():
         lines.append(f"| confusion | caption noise of {c}'s corpus (measured) | {rate:.3f} | "
-                     f"{report['settings']['caption_noise']} (the setting) |")
+                     f"{_noise_setting(report['settings']['caption_noise'], c)} (the setting) |")
     cov = report["coverage"]
     lines.append(f"| tail coverage | coverage, head / tail mean | {cov['head_mean']:.3f} / "
                  f"{cov['tail_mean']:.3f} | low for tail |")

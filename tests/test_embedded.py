@@ -6,6 +6,8 @@ import csv
 import hashlib
 from collections import Counter
 
+import pytest
+
 from datamodules.embedded import EmbeddedSettings, ensure_embedded_dataset
 from datamodules.embedded.spec import CONFUSABLE_PAIRS, DISHES
 
@@ -57,16 +59,20 @@ def _rows(root) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_caption_noise_rate_in_the_written_corpus_equals_the_setting(tmp_path):
+@pytest.mark.parametrize("noise", [
+    0.3, {"garlic_bread": 0.2, "french_toast": 0.3, "ramen": 0.1, "pho": 0.5},
+], ids=["one-rate", "per-partner"])
+def test_caption_noise_rate_in_the_written_corpus_equals_the_setting(tmp_path, noise):
     settings = EmbeddedSettings(image_size=8, n_max=4, imbalance_factor=2, num_test=2,
-                                num_pretrain=10, caption_noise=0.3)
+                                num_pretrain=10, caption_noise=noise)
     rows = _rows(ensure_embedded_dataset(tmp_path, settings))
     partners = {c for pair in CONFUSABLE_PAIRS for c in pair}
     for name in (d.name for d in DISHES):
         corpus = [r for r in rows if r["class_name"] == name and r["style"] == "web"]
         shown = Counter(r["rendered_class"] for r in corpus)
         wrong = sum(n for c, n in shown.items() if c != name)
-        assert len(corpus) == 10 and wrong == (3 if name in partners else 0)
+        rate = (noise[name] if isinstance(noise, dict) else noise) if name in partners else 0.0
+        assert len(corpus) == 10 and wrong == round(10 * rate)
         if name in partners:  # the wrong ones show the partner
             partner = next(b if a == name else a for a, b in CONFUSABLE_PAIRS if name in (a, b))
             assert set(shown) == {name, partner}
@@ -105,3 +111,13 @@ def test_spec_edits_give_a_new_dataset_directory(monkeypatch):
     before = settings.fingerprint()
     monkeypatch.setattr(build, "NUISANCE", dataclasses.replace(build.NUISANCE, noise=0.05))
     assert settings.fingerprint() != before
+
+
+@pytest.mark.parametrize("noise, message", [
+    ({"garlic_bread": 0.2, "pho": 0.4}, "expected every confusable partner once"),
+    ({"garlic_bread": 0.2, "french_toast": 0.3, "ramen": 0.1, "pho": 1.5}, "caption_noise of pho"),
+    (-0.1, "caption_noise of"),
+])
+def test_caption_noise_outside_the_partners_or_the_unit_interval_is_refused(noise, message):
+    with pytest.raises(ValueError, match=message):
+        EmbeddedSettings(caption_noise=noise)

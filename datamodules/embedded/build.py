@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,9 @@ from datamodules.embedded.spec import (
 )
 from datamodules.long_tail import exponential_counts
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
+# The shipped world's caption noise per confusable partner (docs/world.md says how it was set).
+CAPTION_NOISE = {"garlic_bread": 0.2, "french_toast": 0.3, "ramen": 0.15, "pho": 0.4}
 SPLITS = ("train", "test", "pretrain")
 JPEG_QUALITY = 95
 
@@ -61,8 +63,10 @@ class EmbeddedSettings:
         num_pretrain: Images per class of the separate pre-training corpus.
         web_style: Strength in [0, 1] of the pre-training corpus's "web" look (the train and
             test splits keep the photo style): the domain gap synthetic images bring.
-        caption_noise: Fraction of each confusable partner's pre-training images that show the
+        caption_noise: Fraction of a confusable partner's pre-training images that show the
             other partner (its caption is wrong): what makes a pre-trained model confuse them.
+            One fraction for every partner, or a mapping of every partner's class name to its
+            own (the model's confusion of a pair need not be symmetric, its captions either).
         seed: Master seed.
     """
 
@@ -72,7 +76,7 @@ class EmbeddedSettings:
     num_test: int = 40
     num_pretrain: int = 300
     web_style: float = 0.8
-    caption_noise: float = 0.3
+    caption_noise: float | dict[str, float] = field(default_factory=lambda: dict(CAPTION_NOISE))
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -87,17 +91,32 @@ class EmbeddedSettings:
             raise ValueError(
                 f"imbalance_factor={self.imbalance_factor}: expected between 1 and n_max={self.n_max}"
             )
-        for name in ("web_style", "caption_noise"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}={getattr(self, name)}: expected a value in [0, 1]")
+        if not 0.0 <= self.web_style <= 1.0:
+            raise ValueError(f"web_style={self.web_style}: expected a value in [0, 1]")
+        partners = sorted(c for pair in CONFUSABLE_PAIRS for c in pair)
+        if isinstance(self.caption_noise, dict) and sorted(self.caption_noise) != partners:
+            raise ValueError(f"caption_noise names {sorted(self.caption_noise)}: expected every "
+                             f"confusable partner once, {partners}")
+        for name in partners:
+            if not 0.0 <= self.noise_of(name) <= 1.0:
+                raise ValueError(f"caption_noise of {name}={self.noise_of(name)}: expected a "
+                                 "value in [0, 1]")
 
     def split_style(self, split: str) -> float:
         """Web-style strength of a split: the pre-training corpus's, 0 (photo) otherwise."""
         return self.web_style if split == "pretrain" else 0.0
 
-    def mislabelled(self, split: str) -> int:
+    def noise_of(self, class_name: str) -> float:
+        """The caption noise of a confusable partner's pre-training images."""
+        if isinstance(self.caption_noise, dict):
+            return float(self.caption_noise[class_name])
+        return float(self.caption_noise)
+
+    def mislabelled(self, split: str, class_name: str) -> int:
         """How many of a confusable partner's images of ``split`` show the other partner."""
-        return round(self.caption_noise * self.num_pretrain) if split == "pretrain" else 0
+        if split != "pretrain":
+            return 0
+        return round(self.noise_of(class_name) * self.num_pretrain)
 
     def fingerprint(self) -> str:
         """Hash of the settings and of the world's spec (dishes, pairs, nuisance, web style):
@@ -145,7 +164,7 @@ def _write_dataset(root: Path, settings: EmbeddedSettings) -> None:
     for class_idx, dish in enumerate(DISHES):
         (root / "images" / dish.name).mkdir(parents=True)
         for split_idx, split in enumerate(SPLITS):
-            wrong = settings.mislabelled(split) if dish.name in partners else 0
+            wrong = settings.mislabelled(split, dish.name) if dish.name in partners else 0
             for k in range(settings.split_size(split)):
                 image_id = f"{split}_{k:05d}"
                 shown = by_name[partners[dish.name]] if k < wrong else dish  # caption noise
