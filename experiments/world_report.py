@@ -21,6 +21,8 @@ With generated sets of the pre-trained model (same requests, ``per_class`` of ev
 generation stage's default scale and strength):
 
 - ``fidelity_w1``: class fidelity from noise without guidance (target >= 0.80);
+- ``fidelity_w1_per_class`` and ``noise_w1_confusion``: the same set per class and per planted
+  pair direction (where the fidelity goes);
 - ``mode_seeking``: submode_tv(w=3) - submode_tv(w=1), bootstrap interval (target >= 0.05,
   interval excluding 0);
 - ``img2img_c2st``: generated vs real test split (target >= 0.6);
@@ -172,26 +174,13 @@ def world_report(
         "missing_submodes": missing,
         "training_counts": dict(zip(names, info.class_counts)),
     }
-    generated = {}
+    generated = {"test": test}
     for key, path in (("noise_w1", noise_w1), ("noise_w3", noise_w3), ("img2img", img2img)):
         if path is not None:
             samples = read_manifest(path, names)
             generated[key] = judged(samples, [s.row for s in samples])
     catalog = judge.catalog
-    if "noise_w1" in generated:
-        report["fidelity_w1"] = F.fidelity(generated["noise_w1"], bootstrap, seed).to_dict()
-    if "noise_w1" in generated and "noise_w3" in generated:
-        def tv(s):
-            return F.submode_tv(s, catalog.class_of, catalog.weights, 0).value
-
-        report["mode_seeking"] = F.bootstrap_difference(
-            tv, generated["noise_w1"], generated["noise_w3"], bootstrap, seed).to_dict()
-    if "img2img" in generated:
-        s = generated["img2img"]
-        report["img2img_c2st"] = F.c2st(s, test, bootstrap, seed).to_dict()
-        report["img2img_confusion"] = {
-            f"{names[a]}->{names[b]}": _or_none(F.pair_confusion(s, a, b, bootstrap, seed))
-            for a, b in pairs}
+    report.update(generated_figures(generated, names, pairs, catalog, bootstrap, seed))
     if model is not None:
         per_class = max(len(catalog.units_of(c)) for c in range(len(names)))
         report["prompt_separation"] = {
@@ -201,6 +190,37 @@ def world_report(
     atomic_write_text(out / "world.json", json.dumps(report, indent=2))
     atomic_write_text(out / "world.md", world_markdown(report))
     return _flat(report)
+
+
+def generated_figures(
+    generated: dict[str, F.Judged], names, pairs, catalog, bootstrap: int = 1000, seed: int = 0,
+) -> dict:
+    """The figures of the pre-trained model's sets that are present (keys as in
+    ``world_report``): fidelity and pair confusion from noise at w = 1, mode-seeking from w = 1
+    to w = 3, img2img's C2ST against ``generated["test"]`` and its pair confusion."""
+    report: dict = {}
+    if "noise_w1" in generated:
+        s = generated["noise_w1"]
+        report["fidelity_w1"] = F.fidelity(s, bootstrap, seed).to_dict()
+        report["fidelity_w1_per_class"] = {
+            name: float(np.mean(s.judged[s.labels == c] == c)) for c, name in enumerate(names)
+            if np.any(s.labels == c)}
+        report["noise_w1_confusion"] = {
+            f"{names[a]}->{names[b]}": _or_none(F.pair_confusion(s, a, b, bootstrap, seed))
+            for a, b in pairs}
+    if "noise_w1" in generated and "noise_w3" in generated:
+        def tv(s):
+            return F.submode_tv(s, catalog.class_of, catalog.weights, 0).value
+
+        report["mode_seeking"] = F.bootstrap_difference(
+            tv, generated["noise_w1"], generated["noise_w3"], bootstrap, seed).to_dict()
+    if "img2img" in generated:
+        s = generated["img2img"]
+        report["img2img_c2st"] = F.c2st(s, generated["test"], bootstrap, seed).to_dict()
+        report["img2img_confusion"] = {
+            f"{names[a]}->{names[b]}": _or_none(F.pair_confusion(s, a, b, bootstrap, seed))
+            for a, b in pairs}
+    return report
 
 
 def _or_none(estimate: F.Estimate | None) -> dict | None:
@@ -254,6 +274,8 @@ def world_markdown(report: dict) -> str:
     if "fidelity_w1" in report:
         lines.append(f"| pre-trained model | class fidelity from noise, w = 1 | "
                      f"{_cell(report['fidelity_w1'])} | {TARGETS['fidelity_w1']} |")
+    for pair, e in report.get("noise_w1_confusion", {}).items():
+        lines.append(f"| confusion | from noise, w = 1, {pair} | {_cell(e)} | - |")
     if "mode_seeking" in report:
         lines.append(f"| mode-seeking | submode_tv(w=3) - submode_tv(w=1), from noise | "
                      f"{_cell(report['mode_seeking'])} | {TARGETS['mode_seeking']} |")
@@ -272,4 +294,7 @@ def world_markdown(report: dict) -> str:
     per_class = ", ".join(f"{c} {v:.2f} ({report['training_counts'][c]})"
                           for c, v in cov["per_class"].items())
     lines += ["", f"Coverage per class (training images in brackets): {per_class}."]
+    if "fidelity_w1_per_class" in report:
+        fidelities = ", ".join(f"{c} {v:.2f}" for c, v in report["fidelity_w1_per_class"].items())
+        lines += ["", f"Class fidelity from noise at w = 1, per class: {fidelities}."]
     return "\n".join(lines) + "\n"

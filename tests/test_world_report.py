@@ -1,0 +1,46 @@
+"""The world report's figures of the pre-trained model's sets, on hand-made judged sets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from experiments.world_report import generated_figures, world_markdown
+from lightning_modules.judge.figures import Judged
+
+
+def _judged(labels, judged) -> Judged:
+    labels, judged = np.asarray(labels), np.asarray(judged)
+    return Judged(labels=labels, judged=judged, features=np.zeros((len(labels), 2)))
+
+
+def test_noise_w1_figures_say_where_the_fidelity_goes():
+    # class a: 7 of 10 right, 3 judged b; class b: 9 of 10 right, 1 judged c; class c: all right
+    labels = [0] * 10 + [1] * 10 + [2] * 10
+    judged = [0] * 7 + [1] * 3 + [1] * 9 + [2] + [2] * 10
+    names, pairs = ["a", "b", "c"], [(0, 1), (1, 0)]
+    figures = generated_figures({"noise_w1": _judged(labels, judged)}, names, pairs, None, 200)
+    assert figures["fidelity_w1"]["value"] == pytest.approx(26 / 30, abs=1e-4)
+    assert figures["fidelity_w1_per_class"] == pytest.approx({"a": 0.7, "b": 0.9, "c": 1.0})
+    assert figures["noise_w1_confusion"]["a->b"]["value"] == pytest.approx(0.3)
+    assert figures["noise_w1_confusion"]["b->a"]["value"] == pytest.approx(0.0)
+    assert "mode_seeking" not in figures and "img2img_c2st" not in figures
+
+
+def test_world_markdown_names_each_partner_its_own_caption_noise_setting():
+    estimate = {"value": 0.3, "low": 0.2, "high": 0.4}
+    report = {
+        "judge_accuracy": {"class": 1.0, "submode_given_class": 1.0, "blurred_class": 0.95,
+                           "blur_sigma": 0.8},
+        "style_c2st": estimate, "real_confusion": {"a->b": estimate},
+        "caption_noise": {"a": 0.2, "b": 0.4}, "settings": {"caption_noise": {"a": 0.2, "b": 0.4}},
+        "coverage": {"head_mean": 1.0, "tail_mean": 0.5, "per_class": {"a": 1.0, "b": 0.5}},
+        "missing_submodes": {"a": [], "b": ["x"]}, "training_counts": {"a": 10, "b": 2},
+        "fidelity_w1": estimate, "fidelity_w1_per_class": {"a": 0.7, "b": 0.9},
+        "noise_w1_confusion": {"a->b": estimate},
+    }
+    text = world_markdown(report)
+    assert "caption noise of a's corpus (measured) | 0.200 | 0.2 (the setting)" in text
+    assert "caption noise of b's corpus (measured) | 0.400 | 0.4 (the setting)" in text
+    assert "| confusion | from noise, w = 1, a->b | 0.300 [0.200, 0.400] | - |" in text
+    assert "per class: a 0.70, b 0.90." in text
