@@ -15,6 +15,9 @@ Figures on the real data (no model needed):
   class (judge features) lies within the class's median within-class distance (pairwise among
   its test images): low for tail classes whose few images cover little of the class;
 - ``missing_submodes``: planted sub-modes with no training image, per class.
+- ``pair_texture``: per class of a planted pair, the texture energy (:func:`texture_energy`) of
+  its photo test images and of the corpus images that show it: the pairs differ by their
+  texture's frequency, so a web style that flattens texture erases what tells them apart.
 
 With generated sets of the pre-trained model (same requests, ``per_class`` of every class):
 ``noise_w1`` / ``noise_w3`` (from pure noise, CFG scale 1 and 3) and ``img2img`` (plain CFG at the
@@ -27,6 +30,9 @@ generation stage's default scale and strength):
   interval excluding 0);
 - ``img2img_c2st``: generated vs real test split (target >= 0.6);
 - ``img2img_confusion``: each planted pair, each direction (target >= 0.25).
+- ``pair_texture`` (with ``noise_w1``): also the texture energy of each pair class's images
+  from noise judged as their own class and as the partner: a judge that reads a flat image as
+  one partner shows there, as a gap between the two.
 
 With the pre-trained model itself (``model``): ``prompt_separation``, how far apart its text
 encoder puts the ClusDiff prompts of two sub-classes of one class, against two classes at the
@@ -75,6 +81,50 @@ def measured_caption_noise(data: EmbeddedFoodLT) -> dict[str, float]:
                 total[row["class_name"]] += 1
                 shown[row["class_name"]] += row["rendered_class"] != row["class_name"]
     return {c: shown[c] / total[c] for c in sorted(pairs) if total[c]}
+
+
+def texture_energy(path: str | Path) -> float:
+    """Mean absolute 4-neighbour Laplacian of an image's grey level (in [0, 1]) over its central
+    square of 3/8 of the side, where the food is: how much fine texture it shows."""
+    from datamodules.dataset import load_rgb
+
+    g = np.asarray(load_rgb(path), dtype=np.float64).mean(axis=2) / 255.0
+    lap = np.abs(4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:])
+    lo = (g.shape[0] * 5) // 16
+    return float(lap[lo - 1:g.shape[0] - lo - 1, lo - 1:g.shape[1] - lo - 1].mean())
+
+
+def _mean_energy(paths: list) -> float | None:
+    return float(np.mean([texture_energy(p) for p in paths])) if paths else None
+
+
+def pair_texture(
+    data: EmbeddedFoodLT, noise_w1: tuple[list, F.Judged] | None = None
+) -> dict[str, dict[str, float | None]]:
+    """Per class of a planted pair: the mean texture energy of its photo test images
+    (``photo``), of the corpus images that show it (``web``), and, given the set from noise at
+    w = 1 with its judgement, of that class's images judged as itself (``noise_own``) and as
+    its partner (``noise_partner``)."""
+    names = data.index.class_names
+    shows: dict[str, list] = {}
+    with open(Path(data.root) / "meta" / "submodes.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["style"] == "web":
+                shows.setdefault(row["rendered_class"], []).append(
+                    Path(data.root) / "images" / f"{row['image']}.jpg")
+    out = {}
+    for a, b in data.confusable_pairs():
+        for c, partner in ((a, b), (b, a)):
+            k = names.index(c)
+            entry = {"photo": _mean_energy([s.path for s in data.index.test if s.label == k]),
+                     "web": _mean_energy(shows.get(c, []))}
+            if noise_w1 is not None:
+                samples, s = noise_w1
+                for key, judged_as in (("noise_own", k), ("noise_partner", names.index(partner))):
+                    entry[key] = _mean_energy([x.path for x, y, j in zip(samples, s.labels, s.judged)
+                                               if y == k and j == judged_as])
+            out[c] = entry
+    return out
 
 
 def _mean_pairwise(x) -> float:
@@ -174,11 +224,13 @@ def world_report(
         "missing_submodes": missing,
         "training_counts": dict(zip(names, info.class_counts)),
     }
-    generated = {"test": test}
+    generated, sets = {"test": test}, {}
     for key, path in (("noise_w1", noise_w1), ("noise_w3", noise_w3), ("img2img", img2img)):
         if path is not None:
-            samples = read_manifest(path, names)
-            generated[key] = judged(samples, [s.row for s in samples])
+            sets[key] = read_manifest(path, names)
+            generated[key] = judged(sets[key], [s.row for s in sets[key]])
+    noise = (sets["noise_w1"], generated["noise_w1"]) if "noise_w1" in sets else None
+    report["pair_texture"] = pair_texture(data, noise)
     catalog = judge.catalog
     report.update(generated_figures(generated, names, pairs, catalog, bootstrap, seed))
     if model is not None:
@@ -248,6 +300,10 @@ def _cell(e: dict | None) -> str:
     return "-" if e is None else f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
 
 
+def _energy(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def world_markdown(report: dict) -> str:
     a = report["judge_accuracy"]
     lines = [
@@ -291,6 +347,13 @@ def world_markdown(report: dict) -> str:
                      f"sub-classes / two classes of `{sep['prompt_template']}` | "
                      f"{sep['subclass']:.2f} / {sep['class']:.2f} "
                      f"(ratio {sep['ratio']:.3f}) | - |")
+    for c, e in report.get("pair_texture", {}).items():
+        lines.append(f"| confusion | texture energy of {c}: photo test / web corpus | "
+                     f"{_energy(e['photo'])} / {_energy(e['web'])} | - |")
+        if "noise_own" in e:
+            lines.append(f"| confusion | texture energy of {c} from noise, w = 1: judged "
+                         f"{c} / judged its partner | {_energy(e['noise_own'])} / "
+                         f"{_energy(e['noise_partner'])} | - |")
     per_class = ", ".join(f"{c} {v:.2f} ({report['training_counts'][c]})"
                           for c, v in cov["per_class"].items())
     lines += ["", f"Coverage per class (training images in brackets): {per_class}."]

@@ -44,3 +44,40 @@ def test_world_markdown_names_each_partner_its_own_caption_noise_setting():
     assert "caption noise of b's corpus (measured) | 0.400 | 0.4 (the setting)" in text
     assert "| confusion | from noise, w = 1, a->b | 0.300 [0.200, 0.400] | - |" in text
     assert "per class: a 0.70, b 0.90." in text
+
+
+def _png(path, grey):
+    from PIL import Image
+
+    Image.fromarray((np.asarray(grey) * 255).astype(np.uint8)).convert("RGB").save(path)
+    return path
+
+
+def test_texture_energy_reads_fine_texture_and_not_a_flat_image(tmp_path):
+    from experiments.world_report import texture_energy
+
+    y, x = np.mgrid[0:16, 0:16]
+    assert texture_energy(_png(tmp_path / "flat.png", np.full((16, 16), 0.5))) == 0.0
+    checker = (x + y) % 2
+    assert texture_energy(_png(tmp_path / "checker.png", checker)) == pytest.approx(4.0)
+    coarse = 0.5 + 0.5 * np.sin(2 * np.pi * x / 8)
+    fine = 0.5 + 0.5 * np.sin(2 * np.pi * x / 4)
+    assert (texture_energy(_png(tmp_path / "fine.png", fine))
+            > 2 * texture_energy(_png(tmp_path / "coarse.png", coarse)) > 0)
+
+
+def test_world_markdown_reports_each_pair_class_texture_energy():
+    estimate = {"value": 0.3, "low": 0.2, "high": 0.4}
+    report = {
+        "judge_accuracy": {"class": 1.0, "submode_given_class": 1.0, "blurred_class": 0.95,
+                           "blur_sigma": 0.8},
+        "style_c2st": estimate, "real_confusion": {}, "caption_noise": {},
+        "settings": {"caption_noise": 0.3},
+        "coverage": {"head_mean": 1.0, "tail_mean": 0.5, "per_class": {"a": 1.0}},
+        "missing_submodes": {"a": []}, "training_counts": {"a": 10},
+        "pair_texture": {"a": {"photo": 0.32, "web": 0.1, "noise_own": 0.105,
+                               "noise_partner": None}},
+    }
+    text = world_markdown(report)
+    assert "| texture energy of a: photo test / web corpus | 0.320 / 0.100 | - |" in text
+    assert "judged a / judged its partner | 0.105 / - | - |" in text
