@@ -83,14 +83,12 @@ def measured_caption_noise(data: EmbeddedFoodLT) -> dict[str, float]:
     return {c: shown[c] / total[c] for c in sorted(pairs) if total[c]}
 
 
-def texture_energy(image: str | Path | np.ndarray) -> float:
+def texture_energy(path: str | Path) -> float:
     """Mean absolute 4-neighbour Laplacian of an image's grey level (in [0, 1]) over its central
-    square of 3/8 of the side, where the food is: how much fine texture it shows. ``image``: a
-    file or a ``uint8`` ``(H, W, 3)`` array."""
+    square of 3/8 of the side, where the food is: how much fine texture it shows."""
     from datamodules.dataset import load_rgb
 
-    pixels = image if isinstance(image, np.ndarray) else np.asarray(load_rgb(image))
-    g = pixels.astype(np.float64).mean(axis=2) / 255.0
+    g = np.asarray(load_rgb(path), dtype=np.float64).mean(axis=2) / 255.0
     lap = np.abs(4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:])
     lo = (g.shape[0] * 5) // 16
     return float(lap[lo - 1:g.shape[0] - lo - 1, lo - 1:g.shape[1] - lo - 1].mean())

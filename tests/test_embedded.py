@@ -6,7 +6,6 @@ import csv
 import hashlib
 from collections import Counter
 
-import numpy as np
 import pytest
 
 from datamodules.embedded import EmbeddedSettings, ensure_embedded_dataset
@@ -122,27 +121,3 @@ def test_spec_edits_give_a_new_dataset_directory(monkeypatch):
 def test_caption_noise_outside_the_partners_or_the_unit_interval_is_refused(noise, message):
     with pytest.raises(ValueError, match=message):
         EmbeddedSettings(caption_noise=noise)
-
-
-def _web_texture(dish_name: str, n: int = 40) -> float:
-    from datamodules.embedded.render import render_dish
-    from experiments.world_report import texture_energy
-
-    dish = next(d for d in DISHES if d.name == dish_name)
-    rng = np.random.default_rng(0)
-    return float(np.mean([texture_energy(render_dish(dish, dish.submodes[0], rng, 16, web=0.8))
-                          for _ in range(n)]))
-
-
-def test_the_web_style_keeps_the_texture_that_tells_the_planted_pairs_apart(monkeypatch):
-    import dataclasses
-
-    from datamodules.embedded import render
-
-    # the finer-textured partner keeps more texture energy in the corpus's web style ...
-    assert _web_texture("pho") > 1.5 * _web_texture("ramen")
-    assert _web_texture("french_toast") > 1.15 * _web_texture("garlic_bread")
-    # ... which version 5's blur (0.8 px) erased
-    monkeypatch.setattr(render, "WEB_STYLE", dataclasses.replace(render.WEB_STYLE, blur=0.8))
-    assert _web_texture("pho") < 1.3 * _web_texture("ramen")
-    assert _web_texture("french_toast") < 1.1 * _web_texture("garlic_bread")

@@ -5,7 +5,7 @@ The picture is a plate on a table seen from above. Nuisance factors shared by al
 rotation and tint, lighting, a utensil across the plate, pixel noise) vary per image, so that
 neither the class nor the sub-mode can be read off a single pixel and a few images of a class
 cover little of its variation. ``web`` > 0 draws the pre-training corpus's "web" look
-(:data:`~datamodules.embedded.spec.WEB_STYLE`): other tables, warmer colours, closer shots (blur, where set).
+(:data:`~datamodules.embedded.spec.WEB_STYLE`): other tables, warmer colours, closer shots, blur.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def render_dish(
 
 
 def _web_look(img: np.ndarray, web: float, size: int) -> np.ndarray:
-    """Warmer, more saturated (blurred where set): the web style's colour and optics at strength ``web``."""
+    """Warmer, more saturated, blurred: the web style's colour and optics at strength ``web``."""
     w = WEB_STYLE
     img = img * np.array([1.0 + w.warm * web, 1.0, 1.0 - w.warm * web])
     grey = img.mean(axis=2, keepdims=True)
