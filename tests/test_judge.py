@@ -203,3 +203,31 @@ def test_prompt_separation_measures_the_sub_class_token():
     assert sep["ratio"] == pytest.approx(sep["subclass"] / sep["class"])
     blind = prompt_separation("experiments/assets/embedded_sd", names, 3, "A photo of {class_name}.")
     assert blind["subclass"] == 0.0 and blind["class"] > 0.0
+
+
+def test_judge_training_is_the_same_at_any_thread_count(tmp_path):
+    """A CPU's float sums depend on the thread count: the judge's cache trains at TRAIN_THREADS
+    whatever the process uses, so two processes at 1 and 2 threads build the same judge; a
+    cached judge that does not record its thread count (an older cache) is trained again."""
+    import torch
+    from safetensors.torch import load_file
+
+    from lightning_modules.judge.oracle import TRAIN_THREADS, ensure_oracle
+
+    world, oracle = EmbeddedSettings(**TINY_SETTINGS), OracleSettings(per_submode=6, epochs=1)
+    previous, weights = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            root = ensure_oracle(tmp_path / f"cache{threads}", world, oracle)
+            weights.append(load_file(str(root / "judge.safetensors")))
+            assert torch.get_num_threads() == threads  # restored after training
+    finally:
+        torch.set_num_threads(previous)
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    info = json.loads((root / "judge.json").read_text())
+    assert info["train_threads"] == TRAIN_THREADS
+    del info["train_threads"]
+    (root / "judge.json").write_text(json.dumps(info))
+    assert ensure_oracle(tmp_path / "cache2", world, oracle) == root
+    assert json.loads((root / "judge.json").read_text())["train_threads"] == TRAIN_THREADS

@@ -18,6 +18,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,6 +46,10 @@ JUDGE_VERSION = 3
 MIN_CLASS_ACCURACY = 0.98
 MIN_SUBMODE_ACCURACY = 0.97
 BLUR_CHECK_SIGMA = 0.8  # the blur of the judge's robustness check (pixels at 16 px)
+# The judge trains on this many CPU threads whatever the process uses: a CPU's float sums depend
+# on how they are split across threads, so a judge trained at another thread count is another
+# judge (on the default world, 0.9975 against 0.9925 class accuracy).
+TRAIN_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -83,20 +89,38 @@ def ensure_oracle(
 ) -> Path:
     """The judge's directory for ``world``, trained first if it is not cached yet."""
     root = judge_dir(cache_dir, world, oracle)
-    if (root / "judge.json").is_file():
+    if _is_current(root):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
         _build(tmp, cache_dir, world, oracle)
+        if root.exists() and not _is_current(root):  # trained at another thread count
+            shutil.rmtree(root)
         try:
             os.rename(tmp, root)
         except OSError:  # another process finished first: its judge is the same
-            if not (root / "judge.json").is_file():
+            if not _is_current(root):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def _is_current(root: Path) -> bool:
+    """A complete judge trained at ``TRAIN_THREADS`` threads (older caches did not record it)."""
+    info = root / "judge.json"
+    return info.is_file() and json.loads(info.read_text()).get("train_threads") == TRAIN_THREADS
+
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _to_tensor(images: np.ndarray) -> Tensor:
@@ -107,7 +131,8 @@ def _build(out: Path, cache_dir: str | Path, world: EmbeddedSettings, oracle: Or
     started = time.perf_counter()
     catalog = SubmodeCatalog.of_spec()
     images, units = render_judge_set(world, oracle.per_submode)
-    net = train_judge(_to_tensor(images), torch.from_numpy(units), len(catalog.pairs), oracle)
+    with _torch_threads(TRAIN_THREADS):
+        net = train_judge(_to_tensor(images), torch.from_numpy(units), len(catalog.pairs), oracle)
     save_file(net.state_dict(), str(out / "judge.safetensors"))
     root = ensure_embedded_dataset(cache_dir, world)
     accuracy = real_test_accuracy(net, catalog, root)
@@ -116,6 +141,7 @@ def _build(out: Path, cache_dir: str | Path, world: EmbeddedSettings, oracle: Or
         "judge_version": JUDGE_VERSION, "world_format_version": FORMAT_VERSION,
         "world": asdict(world), "oracle": asdict(oracle),
         "units": [list(p) for p in catalog.pairs], "training_images": int(len(units)),
+        "train_threads": TRAIN_THREADS,
         "accuracy_on_real_test": accuracy,
         f"accuracy_on_real_test_blurred_{BLUR_CHECK_SIGMA}": blurred,
         "build_seconds": round(time.perf_counter() - started, 1),
@@ -135,7 +161,7 @@ def train_judge(images: Tensor, units: Tensor, num_units: int, oracle: OracleSet
     Augmentation: horizontal and vertical flips, a Gaussian blur (sigma uniform in
     ``(0, oracle.blur)``, one per batch) of a random half of each batch, and pixel noise (sigma
     0.02), all drawn from the settings' seed, so the result depends on the settings alone (on a
-    given machine).
+    given machine and thread count: the judge's cache trains it at ``TRAIN_THREADS``).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(oracle.seed)
