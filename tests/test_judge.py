@@ -231,3 +231,43 @@ def test_judge_training_is_the_same_at_any_thread_count(tmp_path):
     (root / "judge.json").write_text(json.dumps(info))
     assert ensure_oracle(tmp_path / "cache2", world, oracle) == root
     assert json.loads((root / "judge.json").read_text())["train_threads"] == TRAIN_THREADS
+
+
+def test_judge_agreement_reads_each_set_with_one_judge_per_seed(tiny_datamodule, tmp_path):
+    """Each seed's judge reads the sets (its own report, its own cached judge); the agreement
+    holds each judge's value of every figure and their range; copies of the real test images are
+    read by each judge as that judge reads the real test split."""
+    from experiments.judge_agreement import judge_agreement
+
+    swap = {"garlic_bread": "french_toast", "french_toast": "garlic_bread"}
+    sets = [str(_copies(tmp_path / "copies", tiny_datamodule)),
+            str(_copies(tmp_path / "swapped", tiny_datamodule, relabel=swap))]
+    out = tmp_path / "agreement"
+    oracle = OracleSettings(per_submode=6, epochs=1)
+    metrics = judge_agreement(sets, tiny_datamodule, str(out), seeds=[3, 4], oracle=oracle,
+                              bootstrap=20)
+    agreement = json.loads((out / "agreement.json").read_text())
+    reports = {s: json.loads((out / f"seed{s}" / "judge.json").read_text()) for s in (3, 4)}
+    assert [j["judge"] for j in agreement["judges"]] == [reports[3]["judge"], reports[4]["judge"]]
+    assert reports[3]["judge"] != reports[4]["judge"]  # a judge per seed, not one judge twice
+    rows = {(r["set"], r["figure"]): r for r in agreement["figures"]}
+    assert {f for _, f in rows} >= {"fidelity", "submode_tv", "confusion ramen->pho"}
+    for (name, figure), row in rows.items():
+        values = [reports[s]["sets"][name]["figures"][figure]["value"] for s in (3, 4)]
+        assert row["values"] == values
+        assert row["range"] == pytest.approx(max(values) - min(values))
+        assert metrics[f"{name}/{figure}/range"] == row["range"]
+    for s, value in zip((3, 4), rows["copies", "fidelity"]["values"]):
+        assert value == pytest.approx(reports[s]["real_test"]["fidelity"]["value"])
+    table = (out / "agreement.md").read_text()
+    assert "| swapped | confusion garlic_bread->french_toast |" in table
+
+
+def test_judge_agreement_refuses_bad_seeds_before_training(tiny_datamodule, tmp_path):
+    from experiments.judge_agreement import judge_agreement
+
+    for seeds in ([0], [1, 1]):
+        with pytest.raises(ValueError, match="at least two, all different"):
+            judge_agreement([str(tmp_path / "none.jsonl")], tiny_datamodule, str(tmp_path),
+                            seeds=seeds)
+    assert not any(tmp_path.iterdir())
