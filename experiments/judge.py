@@ -37,20 +37,25 @@ from lightning_modules.judge.oracle import OracleSettings, submode_given_class
 from lightning_modules.metric_features import MetricFeatures, extract_features
 
 
-def _judge_for(
-    data: LongTailDataModule, judge: MetricFeatures | None, oracle: OracleSettings,
-    require_accuracy: bool,
-) -> MetricFeatures:
-    if judge is not None:
-        return judge
+def _require_a_judge(data: LongTailDataModule, judge: MetricFeatures | None) -> None:
+    """Refuse a real dataset without a named judge (only the embedded one has an oracle)."""
     from datamodules import EmbeddedFoodLT
 
-    if not isinstance(data, EmbeddedFoodLT):
+    if judge is None and not isinstance(data, EmbeddedFoodLT):
         raise ValueError(
             f"judge: no judge given for {type(data).__name__}; name a classifier checkpoint, e.g. "
             "--judge.class_path lightning_modules.metric_features.ResNetFeatures "
             "--judge.init_args.weights_path <classifier .ckpt>"
         )
+
+
+def _judge_for(
+    data: LongTailDataModule, judge: MetricFeatures | None, oracle: OracleSettings,
+    require_accuracy: bool,
+) -> MetricFeatures:
+    """The given judge, or the embedded dataset's oracle (trained first if not cached)."""
+    if judge is not None:
+        return judge
     from lightning_modules.judge.oracle import EmbeddedJudge
 
     return EmbeddedJudge(data.cache_dir, data.settings, oracle, require_accuracy)
@@ -204,8 +209,10 @@ def judge_sets(
     names = names or [Path(m).parent.name if Path(m).suffix else Path(m).name for m in manifest]
     if len(names) != len(manifest) or len(set(names)) != len(names):
         raise ValueError(f"judge: names {names} must be unique, one per manifest ({len(manifest)})")
+    _require_a_judge(data, judge)
+    class_names = data.index.class_names  # every manifest is checked before a judge trains:
+    sets = [_take_per_class(read_manifest(path, class_names), per_class) for path in manifest]
     judge_net = _judge_for(data, judge, oracle, require_accuracy).to(device).eval()
-    class_names = data.index.class_names
     truth = data if isinstance(data, PlantedTruth) else None
     planted = truth.planted_submodes() if truth is not None else None
     catalog = getattr(judge_net, "catalog", None) if truth is not None else None
@@ -225,8 +232,7 @@ def judge_sets(
                                                 bootstrap, seed, reference=True)),
               "sets": {}}
     metrics: dict[str, float] = {}
-    for name, path in zip(names, manifest):
-        samples = _take_per_class(read_manifest(path, class_names), per_class)
+    for name, path, samples in zip(names, manifest, sets):
         judged = judge_samples(judge_net, samples, [s.row for s in samples], class_names,
                                planted, size, batch_size, device, majorities)
         figures = set_figures(judged, real, pairs, class_names, catalog, bootstrap, seed)

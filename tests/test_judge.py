@@ -263,11 +263,21 @@ def test_judge_agreement_reads_each_set_with_one_judge_per_seed(tiny_datamodule,
     assert "| swapped | confusion garlic_bread->french_toast |" in table
 
 
-def test_judge_agreement_refuses_bad_seeds_before_training(tiny_datamodule, tmp_path):
+def test_judge_agreement_refuses_bad_input_before_training(tiny_datamodule, tmp_path):
+    """Bad seeds, and a missing manifest, are refused before a judge is trained or a report
+    written."""
     from experiments.judge_agreement import judge_agreement
 
+    out = tmp_path / "out"
     for seeds in ([0], [1, 1]):
         with pytest.raises(ValueError, match="at least two, all different"):
-            judge_agreement([str(tmp_path / "none.jsonl")], tiny_datamodule, str(tmp_path),
+            judge_agreement([str(tmp_path / "none.jsonl")], tiny_datamodule, str(out),
                             seeds=seeds)
-    assert not any(tmp_path.iterdir())
+    new_seed = OracleSettings(per_submode=6, epochs=1, seed=97)  # a judge no test has trained
+    with pytest.raises(FileNotFoundError, match="none.jsonl"):
+        judge_agreement([str(tmp_path / "none.jsonl")], tiny_datamodule, str(out),
+                        seeds=[97, 98], oracle=new_seed)
+    assert not out.exists()
+    judges = [d / "judge.json" for d in Path(tiny_datamodule.cache_dir).glob("judge-*")]
+    assert not any(json.loads(j.read_text())["oracle"]["seed"] == 97 for j in judges
+                   if j.is_file())
