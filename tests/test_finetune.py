@@ -344,3 +344,30 @@ def test_the_text_encoder_separates_sub_class_prompts_better_with_word_tokens(tm
         path = save_pipeline(components, tmp_path / label)
         ratios[label] = prompt_separation(str(path), names, 3)["ratio"]
     assert ratios["words"] > 2 * ratios["chars"]
+
+
+def test_train_only_trains_the_named_parameters_and_freezes_the_rest(
+    embedded_cache, tiny_datamodule, tmp_path
+) -> None:
+    """Cross-attention K/V only (Custom Diffusion's choice): after a step, exactly those
+    weights differ from the shipped model; a name that matches nothing is refused first."""
+    from lightning_modules.diffusion import load_components
+    from lightning_modules.diffusion.finetune import DiffusionFineTune
+
+    shipped = "experiments/assets/embedded_sd"
+    with pytest.raises(ValueError, match="no-such-layer"):
+        DiffusionFineTune(pretrained_model_name_or_path=shipped, train_only=["no-such-layer"])
+    with pytest.raises(ValueError, match="train_only"):
+        DiffusionFineTune(pretrained_model_name_or_path=shipped, train_only=["attn2"], lora_rank=2)
+
+    run_dir = tmp_path / "run"
+    csv_path = write_subclasses_csv(tiny_datamodule, tmp_path / "subclasses.csv")
+    _run(["fit", "--config", str(CONFIGS / "embedded" / "finetune_clusdiff.yaml"),
+          *real_data_args(embedded_cache), *FAST_GRID, "--trainer.fast_dev_run=true",
+          "--model.init_args.train_only=[attn2.to_k,attn2.to_v]", "--model.init_args.warmup_steps=0",
+          f"--data.init_args.subclasses_csv={csv_path}", f"--trainer.default_root_dir={run_dir}"])
+    before = load_components(shipped).unet.state_dict()
+    after = load_components(run_dir / "pipeline").unet.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    kv = {k for k in before if "attn2.to_k" in k or "attn2.to_v" in k}
+    assert kv and changed == kv

@@ -66,6 +66,10 @@ class DiffusionFineTune(L.LightningModule):
         lora_rank: Train LoRA adapters of this rank on the UNet attention projections instead
             of the full UNet (saved pipelines hold the fused weights).
         lora_alpha: LoRA alpha (default: ``lora_rank``).
+        train_only: Train only the UNet parameters whose names contain one of these strings,
+            the rest frozen (None: the full UNet). ``["attn2.to_k", "attn2.to_v"]`` trains the
+            keys and values of the cross-attention, the projections of the text condition, as
+            Custom Diffusion (Kumari et al., CVPR 2023) does to bind a new word. Not with LoRA.
         gradient_checkpointing: Recompute UNet activations in the backward pass.
         ema_decay: Keep an EMA of the trained UNet weights with this decay (None: off); the
             saved pipeline then holds the EMA weights.
@@ -90,6 +94,7 @@ class DiffusionFineTune(L.LightningModule):
         use_8bit_adam: bool = False,
         lora_rank: int | None = None,
         lora_alpha: float | None = None,
+        train_only: Sequence[str] | None = None,
         gradient_checkpointing: bool = False,
         ema_decay: float | None = None,
         noise_offset: float = 0.0,
@@ -100,6 +105,8 @@ class DiffusionFineTune(L.LightningModule):
             raise ValueError(f"prompt_dropout must be in [0, 1), got {prompt_dropout}")
         if lora_rank is not None and lora_rank < 1:
             raise ValueError(f"lora_rank must be >= 1 or None, got {lora_rank}")
+        if train_only is not None and (lora_rank is not None or not train_only):
+            raise ValueError("train_only must be a non-empty list of names, and not with lora_rank")
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         if lr_schedule not in get_args(ScheduleName):
@@ -126,6 +133,8 @@ class DiffusionFineTune(L.LightningModule):
         self.unet.train()
         if lora_rank is not None:
             self._add_lora(lora_rank, lora_alpha or lora_rank)
+        if train_only is not None:
+            self._train_only(list(train_only))
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
         self.ema = None if ema_decay is None else UNetEMA(self.unet, ema_decay)
@@ -147,6 +156,14 @@ class DiffusionFineTune(L.LightningModule):
                 target_modules=["to_k", "to_q", "to_v", "to_out.0"],
             )
         )
+
+    def _train_only(self, names: list[str]) -> None:
+        trained = 0
+        for name, param in self.unet.named_parameters():
+            param.requires_grad_(any(n in name for n in names))
+            trained += param.requires_grad
+        if not trained:
+            raise ValueError(f"train_only {names}: no UNet parameter name contains any of them")
 
     # ---- training ----------------------------------------------------------------------------
     def on_fit_start(self) -> None:
