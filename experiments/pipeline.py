@@ -433,8 +433,8 @@ def run_pipeline(
     out = Path(run_dir)
     records = run_stages(steps, out, overrides, stage_overrides, heavy_overrides=heavy_overrides,
                          classifier_overrides=classifier_overrides)
-    report = write_table(rows, runs, out / "results", compare_with or [])
-    report += "\n\n" + summary_lines(summary or [], records)
+    parts = [write_table(rows, runs, out / "results", compare_with or [])] if rows else []
+    report = "\n\n".join([*parts, summary_lines(summary or [], records)])
     for part in appendix:
         text = Path(part.path).read_text() if Path(part.path).is_file() else "(not written)"
         report += f"\n\n## {part.title}\n\n{text.strip()}"

@@ -13,6 +13,7 @@ from experiments.__main__ import cli_main
 from experiments.pipeline import Stage, run_stages
 
 MAIN = "experiments/configs/embedded/main.yaml"
+MECHANISMS = "experiments/configs/pipelines/mechanisms.yaml"
 FAST = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
         "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false"]
 
@@ -34,14 +35,15 @@ def _stage_overrides(cache: str) -> dict[str, list[str]]:
         **{name: generate for name in gens},
         "finetune_clusdiff": finetune, "finetune_no_cluster": finetune,
         **{name: wrapped for name in ("sd", "clusdiff", "disc_ds")},
-        "judge": [*direct, "--oracle.per_submode=40", "--oracle.epochs=6",
-                  "--require_accuracy=false", "--bootstrap=20"],
+        **{name: [*direct, "--oracle.per_submode=40", "--oracle.epochs=6",
+                  "--require_accuracy=false", "--bootstrap=20"] for name in ("judge", "judge_all")},
     }
 
 
-def _run(run_dir, cache, **extra):
+def _run(run_dir, cache, config=MAIN, **extra):
     overrides = extra.pop("stage_overrides", None) or _stage_overrides(cache)
-    return cli_main(["pipeline", "--config", MAIN, f"--run_dir={run_dir}", "--seeds=[0, 1]",
+    seeds = "[0, 1]" if config == MAIN else "[0]"
+    return cli_main(["pipeline", "--config", config, f"--run_dir={run_dir}", f"--seeds={seeds}",
                      f"--overrides={json.dumps(FAST)}",
                      f"--stage_overrides={json.dumps(overrides)}"])
 
@@ -70,7 +72,8 @@ def test_main_job_end_to_end_resumes_after_a_failure_and_reproduces(tmp_path, em
     assert "vs CE (real only): overall diff [95% CI]" in report
     assert "mean adjusted Rand index" in report and "over 2 seeds" in report
     assert "## Mechanisms: the judge of each synthetic set" in report
-    assert "| disc_ds | disc_ds |" in report and "| finetune_no_cluster | cfg |" in report
+    assert "| disc_ds | disc_ds |" in report and "| clusdiff | cfg |" in report
+    assert "| cads |" not in report  # the components are the mechanisms pipeline's
     assert records["negatives.seed0"]["metrics"]["negatives/planted_pairs"] == 2
     assert (run / "ce" / "seed1" / "per_class_accuracy_test.csv").is_file()
 
@@ -80,6 +83,21 @@ def test_main_job_end_to_end_resumes_after_a_failure_and_reproduces(tmp_path, em
     assert (again / "results.md").read_text() == report.replace(str(run), str(again))
     assert (again / "results.csv").read_text() == (run / "results.csv").read_text().replace(
         str(run), str(again))
+
+
+def test_mechanisms_pipeline_judges_every_sampler_on_the_same_requests(tmp_path, embedded_cache):
+    records = _run(tmp_path / "mechanisms", embedded_cache, config=MECHANISMS)
+    report = (tmp_path / "mechanisms" / "results.md").read_text()
+    for row in ("cfg | cfg", "cads | cads", "ccfg | ccfg", "disc_ds | disc_ds",
+                "disc_ds_mean_norm | disc_ds", "clusdiff | cfg", "finetune_no_cluster | cfg"):
+        assert f"| {row} |" in report
+    assert "planted confusable pairs recovered (of 2), CE seed 0: " in report
+    assert "| Method |" not in report  # no classifier table without rows
+    assert not any(name.startswith(("ros", "sd.", "disc_ds.")) for name in records)
+    requests = {name: [(r["class_name"], r["seed"], r["source_image"]) for r in map(
+        json.loads, (tmp_path / "mechanisms" / "judged" / name / "manifest.jsonl")
+        .read_text().splitlines())] for name in ("cfg", "cads", "ccfg", "disc_ds")}
+    assert requests["cfg"] and all(r == requests["cfg"] for r in requests.values())
 
 
 def test_changed_inputs_rerun_the_stage(tmp_path):

