@@ -60,6 +60,9 @@ class DishSpec:
     submodes: tuple[SubMode, ...] = field(default_factory=tuple)
 
 
+NORI: RGB = (0.10, 0.14, 0.10)  # ramen's garnish, on every sub-mode
+CHILI: RGB = (0.82, 0.16, 0.12)  # pho's garnish, on every sub-mode
+
 DISHES: tuple[DishSpec, ...] = (
     DishSpec("garlic_bread", "rect", "grain", (0.86, 0.66, 0.34), (0.96, 0.86, 0.56), 2.5, (
         SubMode("plain", 0.6),
@@ -72,9 +75,9 @@ DISHES: tuple[DishSpec, ...] = (
         SubMode("veggie", 0.1, topping=(0.20, 0.60, 0.20), base=(0.70, 0.80, 0.40)),
     )),
     DishSpec("ramen", "bowl", "waves", (0.90, 0.78, 0.50), (0.98, 0.92, 0.62), 2.5, (
-        SubMode("shoyu", 0.6, base=(0.62, 0.40, 0.20)),
-        SubMode("tonkotsu", 0.3, base=(0.95, 0.92, 0.84)),
-        SubMode("miso", 0.1, base=(0.90, 0.55, 0.20)),
+        SubMode("shoyu", 0.6, topping=NORI, base=(0.62, 0.40, 0.20)),
+        SubMode("tonkotsu", 0.3, topping=NORI, base=(0.95, 0.92, 0.84)),
+        SubMode("miso", 0.1, topping=NORI, base=(0.90, 0.55, 0.20)),
     )),
     DishSpec("sushi", "round", "rings", (0.96, 0.96, 0.94), (0.08, 0.12, 0.08), 3.0, (
         SubMode("salmon", 0.6, topping=(0.98, 0.50, 0.30), base=(0.98, 0.84, 0.76)),
@@ -96,10 +99,10 @@ DISHES: tuple[DishSpec, ...] = (
         SubMode("chicken", 0.3, topping=(0.85, 0.70, 0.45), base=(0.66, 0.78, 0.42)),
         SubMode("bacon", 0.1, topping=(0.55, 0.20, 0.15), base=(0.52, 0.60, 0.20)),
     )),
-    DishSpec("pho", "bowl", "waves", (0.92, 0.82, 0.56), (0.99, 0.94, 0.66), 4.5, (
-        SubMode("beef", 0.6, base=(0.66, 0.44, 0.24)),
-        SubMode("chicken", 0.3, base=(0.94, 0.90, 0.78)),
-        SubMode("vegetarian", 0.1, base=(0.62, 0.72, 0.35)),
+    DishSpec("pho", "bowl", "waves", (0.92, 0.82, 0.56), (0.99, 0.94, 0.66), 2.5, (
+        SubMode("beef", 0.6, topping=CHILI, base=(0.66, 0.44, 0.24)),
+        SubMode("chicken", 0.3, topping=CHILI, base=(0.94, 0.90, 0.78)),
+        SubMode("vegetarian", 0.1, topping=CHILI, base=(0.62, 0.72, 0.35)),
     )),
     DishSpec("waffles", "rect", "checker", (0.88, 0.68, 0.30), (0.66, 0.44, 0.16), 4.0, (
         SubMode("plain", 0.6),
