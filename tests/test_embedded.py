@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from datamodules.embedded import EmbeddedSettings, ensure_embedded_dataset
-from datamodules.embedded.spec import CONFUSABLE_PAIRS, DISHES
+from datamodules.embedded.spec import CHILI, CONFUSABLE_PAIRS, DISHES, NORI
 
 
 def _digest(root) -> str:
@@ -121,3 +121,12 @@ def test_spec_edits_give_a_new_dataset_directory(monkeypatch):
 def test_caption_noise_outside_the_partners_or_the_unit_interval_is_refused(noise, message):
     with pytest.raises(ValueError, match=message):
         EmbeddedSettings(caption_noise=noise)
+
+
+def test_ramen_and_pho_differ_by_their_garnish_and_not_by_their_texture():
+    dishes = {d.name: d for d in DISHES}
+    ramen, pho = dishes["ramen"], dishes["pho"]
+    assert (ramen.shape, ramen.texture, ramen.frequency) == (pho.shape, pho.texture, pho.frequency)
+    assert {m.topping for m in ramen.submodes} == {NORI}
+    assert {m.topping for m in pho.submodes} == {CHILI}
+    assert NORI != CHILI

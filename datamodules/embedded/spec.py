@@ -4,8 +4,11 @@ Every class is a plate of food seen from above. A class fixes the food's shape, 
 colours; a sub-mode recolours the whole dish (a broth, a sauce, a glaze) and may add a topping of
 a few large pieces, cues that survive 16 px. The sub-modes of a class are skewed (0.6 / 0.3 /
 0.1): the rare one is what a mode-seeking sampler drops first.
-Two pairs are planted to be confusable: they share shape and texture and differ only by a small
-shift of colour and texture frequency (``garlic_bread``/``french_toast``, ``ramen``/``pho``).
+Two pairs are planted to be confusable. ``garlic_bread``/``french_toast`` share shape and texture
+and differ by a small shift of colour and texture frequency. ``ramen``/``pho`` share shape,
+texture, frequency and nearly their broths, and differ by a garnish on every sub-mode (nori /
+chili): a cue a smoothing generator keeps, where a texture frequency is the first thing it loses
+(docs/world.md, version 8).
 
 Colours are RGB in [0, 1]. The specs are data, not code: the renderer in ``render.py`` reads them,
 together with the nuisance ranges of :data:`NUISANCE` and the "web" style of the pre-training
