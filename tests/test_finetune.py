@@ -371,3 +371,42 @@ def test_train_only_trains_the_named_parameters_and_freezes_the_rest(
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     kv = {k for k in before if "attn2.to_k" in k or "attn2.to_v" in k}
     assert kv and changed == kv
+
+
+def test_the_metric_and_grid_callbacks_leave_the_training_rng_alone(tiny_datamodule, tmp_path):
+    """A fine-tune that measures FID / IS and draws sample grids every epoch ends with the same
+    weights as one that never does: the callbacks' sampling draws from its own generators only,
+    so how often they run never changes what is trained."""
+    import lightning as L
+
+    from callbacks.fid import GenerativeMetricsCallback
+    from callbacks.sample_grid import SampleGrid
+    from datamodules.diffusion_data import DiffusionFineTuneData
+    from lightning_modules.diffusion.components import TinyDiffusionConfig
+    from lightning_modules.diffusion.finetune import DiffusionFineTune
+    from lightning_modules.metric_features import ResNetFeatures
+
+    def fit(callbacks: list) -> dict:
+        L.seed_everything(0, verbose=False)
+        data = DiffusionFineTuneData(real=tiny_datamodule, resolution=8, batch_size=8)
+        model = DiffusionFineTune(
+            dataset_info=data.dataset_info, save_pipeline_dir=None, prompt_dropout=0.5,
+            tiny=TinyDiffusionConfig(sample_size=8, latent=False, block_out_channels=(4, 8)))
+        trainer = L.Trainer(max_epochs=3, limit_train_batches=2, accelerator="cpu", logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False,
+                            callbacks=callbacks, default_root_dir=tmp_path)
+        trainer.fit(model, data)
+        return {k: v.clone() for k, v in model.unet.state_dict().items()}
+
+    measured = fit([
+        GenerativeMetricsCallback(ResNetFeatures(num_classes=10, name="resnet18_random"),
+                                  every_n_epochs=1, num_samples=4, batch_size=4,
+                                  stats_cache_dir=str(tmp_path / "stats")),
+        SampleGrid(every_n_steps=1, per_class=1, max_classes=2, num_inference_steps=2,
+                   output_dir=str(tmp_path / "grids")),
+    ])
+    assert len(list((tmp_path / "grids").glob("*.png"))) >= 3  # the callbacks did run
+    plain = fit([])
+    assert measured.keys() == plain.keys()
+    for name in plain:
+        torch.testing.assert_close(measured[name], plain[name], rtol=0, atol=0, msg=name)
