@@ -130,3 +130,7 @@ def test_ramen_and_pho_differ_by_their_garnish_and_not_by_their_texture():
     assert {m.topping for m in ramen.submodes} == {NORI}
     assert {m.topping for m in pho.submodes} == {CHILI}
     assert NORI != CHILI
+
+
+def test_ramen_and_pho_garnishes_share_one_grey_level():
+    assert abs(sum(NORI) / 3 - sum(CHILI) / 3) < 0.005

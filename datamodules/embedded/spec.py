@@ -8,7 +8,7 @@ Two pairs are planted to be confusable. ``garlic_bread``/``french_toast`` share 
 and differ by a small shift of colour and texture frequency. ``ramen``/``pho`` share shape,
 texture, frequency and nearly their broths, and differ by a garnish on every sub-mode (nori /
 chili): a cue a smoothing generator keeps, where a texture frequency is the first thing it loses
-(docs/world.md, version 8).
+(docs/world.md, versions 8 and 9).
 
 Colours are RGB in [0, 1]. The specs are data, not code: the renderer in ``render.py`` reads them,
 together with the nuisance ranges of :data:`NUISANCE` and the "web" style of the pre-training
@@ -63,8 +63,10 @@ class DishSpec:
     submodes: tuple[SubMode, ...] = field(default_factory=tuple)
 
 
-NORI: RGB = (0.10, 0.14, 0.10)  # ramen's garnish, on every sub-mode
-CHILI: RGB = (0.82, 0.16, 0.12)  # pho's garnish, on every sub-mode
+# The two garnishes share one grey level (0.147) and differ in hue, so that neither carries more
+# texture energy than the other (docs/world.md, version 9).
+NORI: RGB = (0.10, 0.22, 0.12)  # ramen's garnish, on every sub-mode
+CHILI: RGB = (0.30, 0.08, 0.06)  # pho's garnish, on every sub-mode
 
 DISHES: tuple[DishSpec, ...] = (
     DishSpec("garlic_bread", "rect", "grain", (0.86, 0.66, 0.34), (0.96, 0.86, 0.56), 2.5, (
