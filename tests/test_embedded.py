@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from datamodules.embedded import EmbeddedSettings, ensure_embedded_dataset
-from datamodules.embedded.spec import CHILI, CONFUSABLE_PAIRS, DISHES, NORI
+from datamodules.embedded.spec import CONFUSABLE_PAIRS, DISHES, PHO_GARNISH, RAMEN_GARNISH
 
 
 def _digest(root) -> str:
@@ -127,10 +127,10 @@ def test_ramen_and_pho_differ_by_their_garnish_and_not_by_their_texture():
     dishes = {d.name: d for d in DISHES}
     ramen, pho = dishes["ramen"], dishes["pho"]
     assert (ramen.shape, ramen.texture, ramen.frequency) == (pho.shape, pho.texture, pho.frequency)
-    assert {m.topping for m in ramen.submodes} == {NORI}
-    assert {m.topping for m in pho.submodes} == {CHILI}
-    assert NORI != CHILI
+    assert {m.topping for m in ramen.submodes} == {RAMEN_GARNISH}
+    assert {m.topping for m in pho.submodes} == {PHO_GARNISH}
+    assert RAMEN_GARNISH != PHO_GARNISH
 
 
 def test_ramen_and_pho_garnishes_share_one_grey_level():
-    assert abs(sum(NORI) / 3 - sum(CHILI) / 3) < 0.005
+    assert abs(sum(RAMEN_GARNISH) / 3 - sum(PHO_GARNISH) / 3) < 0.005

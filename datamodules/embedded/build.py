@@ -44,7 +44,7 @@ from datamodules.embedded.spec import (
 )
 from datamodules.long_tail import exponential_counts
 
-FORMAT_VERSION = 9
+FORMAT_VERSION = 10
 SPLITS = ("train", "test", "pretrain")
 JPEG_QUALITY = 95
 

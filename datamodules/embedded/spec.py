@@ -6,9 +6,9 @@ a few large pieces, cues that survive 16 px. The sub-modes of a class are skewed
 0.1): the rare one is what a mode-seeking sampler drops first.
 Two pairs are planted to be confusable. ``garlic_bread``/``french_toast`` share shape and texture
 and differ by a small shift of colour and texture frequency. ``ramen``/``pho`` share shape,
-texture, frequency and nearly their broths, and differ by a garnish on every sub-mode (nori /
-chili): a cue a smoothing generator keeps, where a texture frequency is the first thing it loses
-(docs/world.md, versions 8 and 9).
+texture, frequency and nearly their broths, and differ by a garnish on every sub-mode (red /
+green): a cue a smoothing generator keeps, where a texture frequency is the first thing it loses
+(docs/world.md, versions 8 to 10).
 
 Colours are RGB in [0, 1]. The specs are data, not code: the renderer in ``render.py`` reads them,
 together with the nuisance ranges of :data:`NUISANCE` and the "web" style of the pre-training
@@ -64,9 +64,12 @@ class DishSpec:
 
 
 # The two garnishes share one grey level (0.147) and differ in hue, so that neither carries more
-# texture energy than the other (docs/world.md, version 9).
-NORI: RGB = (0.10, 0.22, 0.12)  # ramen's garnish, on every sub-mode
-CHILI: RGB = (0.30, 0.08, 0.06)  # pho's garnish, on every sub-mode
+# texture energy than the other (docs/world.md, version 9). Version 10 swaps them between ramen
+# and pho, to tell whether the model's lean follows the garnish or the dish.
+GREEN_GARNISH: RGB = (0.10, 0.22, 0.12)
+RED_GARNISH: RGB = (0.30, 0.08, 0.06)
+RAMEN_GARNISH: RGB = RED_GARNISH  # on every sub-mode of ramen (versions 8 and 9: the green one)
+PHO_GARNISH: RGB = GREEN_GARNISH  # on every sub-mode of pho (versions 8 and 9: the red one)
 
 DISHES: tuple[DishSpec, ...] = (
     DishSpec("garlic_bread", "rect", "grain", (0.86, 0.66, 0.34), (0.96, 0.86, 0.56), 2.5, (
@@ -80,9 +83,9 @@ DISHES: tuple[DishSpec, ...] = (
         SubMode("veggie", 0.1, topping=(0.20, 0.60, 0.20), base=(0.70, 0.80, 0.40)),
     )),
     DishSpec("ramen", "bowl", "waves", (0.90, 0.78, 0.50), (0.98, 0.92, 0.62), 2.5, (
-        SubMode("shoyu", 0.6, topping=NORI, base=(0.62, 0.40, 0.20)),
-        SubMode("tonkotsu", 0.3, topping=NORI, base=(0.95, 0.92, 0.84)),
-        SubMode("miso", 0.1, topping=NORI, base=(0.90, 0.55, 0.20)),
+        SubMode("shoyu", 0.6, topping=RAMEN_GARNISH, base=(0.62, 0.40, 0.20)),
+        SubMode("tonkotsu", 0.3, topping=RAMEN_GARNISH, base=(0.95, 0.92, 0.84)),
+        SubMode("miso", 0.1, topping=RAMEN_GARNISH, base=(0.90, 0.55, 0.20)),
     )),
     DishSpec("sushi", "round", "rings", (0.96, 0.96, 0.94), (0.08, 0.12, 0.08), 3.0, (
         SubMode("salmon", 0.6, topping=(0.98, 0.50, 0.30), base=(0.98, 0.84, 0.76)),
@@ -105,9 +108,9 @@ DISHES: tuple[DishSpec, ...] = (
         SubMode("bacon", 0.1, topping=(0.55, 0.20, 0.15), base=(0.52, 0.60, 0.20)),
     )),
     DishSpec("pho", "bowl", "waves", (0.92, 0.82, 0.56), (0.99, 0.94, 0.66), 2.5, (
-        SubMode("beef", 0.6, topping=CHILI, base=(0.66, 0.44, 0.24)),
-        SubMode("chicken", 0.3, topping=CHILI, base=(0.94, 0.90, 0.78)),
-        SubMode("vegetarian", 0.1, topping=CHILI, base=(0.62, 0.72, 0.35)),
+        SubMode("beef", 0.6, topping=PHO_GARNISH, base=(0.66, 0.44, 0.24)),
+        SubMode("chicken", 0.3, topping=PHO_GARNISH, base=(0.94, 0.90, 0.78)),
+        SubMode("vegetarian", 0.1, topping=PHO_GARNISH, base=(0.62, 0.72, 0.35)),
     )),
     DishSpec("waffles", "rect", "checker", (0.88, 0.68, 0.30), (0.66, 0.44, 0.16), 4.0, (
         SubMode("plain", 0.6),
