@@ -6,9 +6,9 @@ a few large pieces, cues that survive 16 px. The sub-modes of a class are skewed
 0.1): the rare one is what a mode-seeking sampler drops first.
 Two pairs are planted to be confusable. ``garlic_bread``/``french_toast`` share shape and texture
 and differ by a small shift of colour and texture frequency. ``ramen``/``pho`` share shape,
-texture, frequency and nearly their broths, and differ by a garnish on every sub-mode (red /
-green): a cue a smoothing generator keeps, where a texture frequency is the first thing it loses
-(docs/world.md, versions 8 to 10).
+texture, frequency and nearly their broths, and differ by a garnish on every sub-mode (green /
+violet): a cue a smoothing generator keeps, where a texture frequency is the first thing it loses
+(docs/world.md, versions 8 to 11).
 
 Colours are RGB in [0, 1]. The specs are data, not code: the renderer in ``render.py`` reads them,
 together with the nuisance ranges of :data:`NUISANCE` and the "web" style of the pre-training
@@ -63,13 +63,13 @@ class DishSpec:
     submodes: tuple[SubMode, ...] = field(default_factory=tuple)
 
 
-# The two garnishes share one grey level (0.147) and differ in hue, so that neither carries more
-# texture energy than the other (docs/world.md, version 9). Version 10 swaps them between ramen
-# and pho, to tell whether the model's lean follows the garnish or the dish.
-GREEN_GARNISH: RGB = (0.10, 0.22, 0.12)
-RED_GARNISH: RGB = (0.30, 0.08, 0.06)
-RAMEN_GARNISH: RGB = RED_GARNISH  # on every sub-mode of ramen (versions 8 and 9: the green one)
-PHO_GARNISH: RGB = GREEN_GARNISH  # on every sub-mode of pho (versions 8 and 9: the red one)
+# The two garnishes carry one energy in the pre-training corpus, by both measures of
+# ``datamodules.embedded.cue_energy`` (the pixel signal a garnish adds to its dish, and the fine
+# texture of the dish it is on), weighted by the sub-modes' weights. Versions 8 to 10 gave the
+# partners garnishes of unequal energy in the web style, and each pre-trained model leaned toward
+# the stronger one (docs/world.md, version 11).
+RAMEN_GARNISH: RGB = (0.05, 0.80, 0.30)  # green, on every sub-mode of ramen
+PHO_GARNISH: RGB = (0.30, 0.05, 0.80)  # violet, on every sub-mode of pho
 
 DISHES: tuple[DishSpec, ...] = (
     DishSpec("garlic_bread", "rect", "grain", (0.86, 0.66, 0.34), (0.96, 0.86, 0.56), 2.5, (
