@@ -16,8 +16,12 @@ Figures on the real data (no model needed):
   its test images): low for tail classes whose few images cover little of the class;
 - ``missing_submodes``: planted sub-modes with no training image, per class.
 - ``pair_texture``: per class of a planted pair, the texture energy (:func:`texture_energy`) of
-  its photo test images and of the corpus images that show it: the pairs differ by their
-  texture's frequency, so a web style that flattens texture erases what tells them apart.
+  its photo test images and of the corpus images that show it: garlic bread and French toast
+  differ by their texture's frequency, so a web style that flattens texture erases what tells
+  them apart.
+- ``pair_cue_energy``: per class of a planted pair, the energy of its toppings in renders of
+  both styles (:mod:`datamodules.embedded.cue_energy`): the pixel signal they add and the fine
+  texture; a model leans toward the partner whose cue carries more.
 
 With generated sets of the pre-trained model (same requests, ``per_class`` of every class):
 ``noise_w1`` / ``noise_w3`` (from pure noise, CFG scale 1 and 3) and ``img2img`` (plain CFG at the
@@ -50,6 +54,8 @@ import numpy as np
 
 from datamodules import EmbeddedFoodLT
 from datamodules.atomic import atomic_write_text
+from datamodules.embedded.cue_energy import dish_cue_energy, laplacian_energy
+from datamodules.embedded.spec import DISHES
 from datamodules.layout import Sample
 from datamodules.manifest import read_manifest
 from datamodules.subclass_draws import CLUSDIFF_PROMPT
@@ -84,14 +90,11 @@ def measured_caption_noise(data: EmbeddedFoodLT) -> dict[str, float]:
 
 
 def texture_energy(path: str | Path) -> float:
-    """Mean absolute 4-neighbour Laplacian of an image's grey level (in [0, 1]) over its central
-    square of 3/8 of the side, where the food is: how much fine texture it shows."""
+    """The fine texture of an image file (:func:`~datamodules.embedded.cue_energy.laplacian_energy`
+    of its pixels in [0, 1]): how much fine texture the food shows."""
     from datamodules.dataset import load_rgb
 
-    g = np.asarray(load_rgb(path), dtype=np.float64).mean(axis=2) / 255.0
-    lap = np.abs(4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:])
-    lo = (g.shape[0] * 5) // 16
-    return float(lap[lo - 1:g.shape[0] - lo - 1, lo - 1:g.shape[1] - lo - 1].mean())
+    return laplacian_energy(np.asarray(load_rgb(path), dtype=np.float64) / 255.0)
 
 
 def _mean_energy(paths: list) -> float | None:
@@ -125,6 +128,16 @@ def pair_texture(
                                                if y == k and j == judged_as])
             out[c] = entry
     return out
+
+
+def pair_cue_energy(data: EmbeddedFoodLT, images: int = 60) -> dict[str, dict[str, dict]]:
+    """Per class of a planted pair, the energy of its toppings
+    (:func:`~datamodules.embedded.cue_energy.dish_cue_energy`) in renders of the photo style and
+    of the corpus's web style: a model leans toward the partner whose cue carries more."""
+    dishes = {d.name: d for d in DISHES}
+    return {c: {"photo": dish_cue_energy(dishes[c], 0.0, images),
+                "web": dish_cue_energy(dishes[c], data.settings.web_style, images)}
+            for pair in data.confusable_pairs() for c in pair}
 
 
 def _mean_pairwise(x) -> float:
@@ -231,6 +244,7 @@ def world_report(
             generated[key] = judged(sets[key], [s.row for s in sets[key]])
     noise = (sets["noise_w1"], generated["noise_w1"]) if "noise_w1" in sets else None
     report["pair_texture"] = pair_texture(data, noise)
+    report["pair_cue_energy"] = pair_cue_energy(data)
     catalog = judge.catalog
     report.update(generated_figures(generated, names, pairs, catalog, bootstrap, seed))
     if model is not None:
@@ -354,6 +368,10 @@ def world_markdown(report: dict) -> str:
             lines.append(f"| confusion | texture energy of {c} from noise, w = 1: judged "
                          f"{c} / judged its partner | {_energy(e['noise_own'])} / "
                          f"{_energy(e['noise_partner'])} | - |")
+    for c, e in report.get("pair_cue_energy", {}).items():
+        lines.append(f"| confusion | topping energy of {c}, renders: signal photo / web; fine "
+                     f"texture photo / web | {e['photo']['signal']:.2f} / {e['web']['signal']:.2f};"
+                     f" {e['photo']['texture']:.3f} / {e['web']['texture']:.3f} | - |")
     per_class = ", ".join(f"{c} {v:.2f} ({report['training_counts'][c]})"
                           for c, v in cov["per_class"].items())
     lines += ["", f"Coverage per class (training images in brackets): {per_class}."]

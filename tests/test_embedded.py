@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 from collections import Counter
 
 import pytest
 
 from datamodules.embedded import EmbeddedSettings, ensure_embedded_dataset
+from datamodules.embedded.cue_energy import dish_cue_energy, topping_energy
 from datamodules.embedded.spec import CONFUSABLE_PAIRS, DISHES, PHO_GARNISH, RAMEN_GARNISH
 
 
@@ -132,5 +134,29 @@ def test_ramen_and_pho_differ_by_their_garnish_and_not_by_their_texture():
     assert RAMEN_GARNISH != PHO_GARNISH
 
 
-def test_ramen_and_pho_garnishes_share_one_grey_level():
-    assert abs(sum(RAMEN_GARNISH) / 3 - sum(PHO_GARNISH) / 3) < 0.005
+def _recoloured(dish, garnish):
+    return dataclasses.replace(dish, submodes=tuple(
+        dataclasses.replace(m, topping=garnish) for m in dish.submodes))
+
+
+def test_a_topping_in_the_food_s_own_colour_adds_no_signal():
+    ramen = {d.name: d for d in DISHES}["ramen"]
+    m = ramen.submodes[0]
+    signal, texture = topping_energy(ramen, dataclasses.replace(m, topping=m.base), 0.9, 4)
+    assert signal == 0.0 and texture > 0
+    assert topping_energy(ramen, m, 0.9, 4)[0] > 10
+
+
+def test_ramen_and_pho_garnishes_carry_one_energy_in_the_web_corpus():
+    dishes = {d.name: d for d in DISHES}
+    web = EmbeddedSettings().web_style
+    ramen, pho = (dish_cue_energy(dishes[c], web) for c in ("ramen", "pho"))
+    assert ramen["signal"] == pytest.approx(pho["signal"], rel=0.02)
+    assert ramen["texture"] == pytest.approx(pho["texture"], rel=0.12)
+    # version 10's garnishes (ramen red, pho green) differ by a fifth: the measure tells them apart
+    red, green = (0.30, 0.08, 0.06), (0.10, 0.22, 0.12)
+    v10 = [dish_cue_energy(_recoloured(dishes[c], g), web)["signal"]
+           for c, g in (("ramen", red), ("pho", green))]
+    assert v10[1] > 1.15 * v10[0]
+
+

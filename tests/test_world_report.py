@@ -77,7 +77,11 @@ def test_world_markdown_reports_each_pair_class_texture_energy():
         "missing_submodes": {"a": []}, "training_counts": {"a": 10},
         "pair_texture": {"a": {"photo": 0.32, "web": 0.1, "noise_own": 0.105,
                                "noise_partner": None}},
+        "pair_cue_energy": {"a": {"photo": {"signal": 14.0, "texture": 0.5},
+                                  "web": {"signal": 36.3, "texture": 0.144}}},
     }
     text = world_markdown(report)
     assert "| texture energy of a: photo test / web corpus | 0.320 / 0.100 | - |" in text
     assert "judged a / judged its partner | 0.105 / - | - |" in text
+    assert "| topping energy of a, renders: signal photo / web; fine texture photo / web | " \
+        "14.00 / 36.30; 0.500 / 0.144 | - |" in text
