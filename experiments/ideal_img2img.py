@@ -1,7 +1,8 @@
-"""The ideal denoiser's img2img confusion of a generated set, per planted pair direction: the
-same sources, the same start timestep, the embedded world's pre-training corpus as the model
-(:mod:`lightning_modules.diffusion.ideal_denoiser`). The world report sets it beside the
-judged confusion of the set, so a model's shortfall reads apart from the corpus's.
+"""The ideal denoiser's img2img confusion, per planted pair direction, with the embedded world's
+pre-training corpus as the model (:mod:`lightning_modules.diffusion.ideal_denoiser`): of a
+generated set (its sources, its start timestep), which the world report sets beside the set's
+judged confusion, so a model's shortfall reads apart from the corpus's; or, before any model
+is trained, from the training images at a generation config's steps and strength.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import yaml
 from diffusers import DPMSolverMultistepScheduler
 from PIL import Image
 
@@ -59,27 +61,52 @@ def ideal_img2img_confusion(
     data: EmbeddedFoodLT, samples, model: str | Path, pairs: list[tuple[int, int]],
     draws: int = 32, bootstrap: int = 1000, seed: int = 0,
 ) -> dict:
-    """``{"timestep", "alpha_bar", "confusion": {"a->b": estimate}}`` of an img2img set
-    (``samples``: :func:`datamodules.manifest.read_manifest`'s), the estimate a mean over the
+    """``{"timestep", "alpha_bar", "sources", "confusion": {"a->b": estimate}}`` of an img2img
+    set (``samples``: :func:`datamodules.manifest.read_manifest`'s), the estimate a mean over the
     set's images of class ``a`` of their source's ideal partner share, with its bootstrap
     interval over those images; ``model``: the pre-trained model's directory (its scheduler)."""
     rows = [s.row for s in samples if s.row.source_image is not None]
     if not rows:
         raise ValueError("the img2img set has no image with a source image")
     t, alpha_bar = _start(rows, model)
+    names = data.index.class_names
+    sources = {a: [r.source_image for r in rows if r.class_name == names[a]] for a, _ in pairs}
+    return {"timestep": t, "alpha_bar": alpha_bar, "sources": "the set's sources",
+            "confusion": _confusion(data, sources, pairs, alpha_bar, draws, bootstrap, seed)}
+
+
+def ideal_from_training(
+    data: EmbeddedFoodLT, generation: str | Path, pairs: list[tuple[int, int]],
+    draws: int = 32, bootstrap: int = 1000, seed: int = 0,
+) -> dict:
+    """The same before any model is trained: each pair class's long-tailed training images as
+    the sources (those an img2img set starts from), at the steps and strength of a generation
+    config (``generation``, e.g. ``experiments/configs/embedded/generate.yaml``; the scheduler
+    of the model it names)."""
+    init = yaml.safe_load(Path(generation).read_text())["model"]["init_args"]
+    config = DPMSolverMultistepScheduler.load_config(
+        str(init["pretrained_model_name_or_path"]), subfolder="scheduler")
+    t, alpha_bar = img2img_start(config, int(init["num_inference_steps"]), float(init["strength"]))
+    sources = {a: [s.path for s in data.index.train if s.label == a] for a, _ in pairs}
+    return {"timestep": t, "alpha_bar": alpha_bar, "sources": "the training images",
+            "confusion": _confusion(data, sources, pairs, alpha_bar, draws, bootstrap, seed)}
+
+
+def _confusion(data, sources_of: dict[int, list[str]], pairs, alpha_bar: float, draws: int,
+               bootstrap: int, seed: int) -> dict[str, dict | None]:
     names, size, corpus = data.index.class_names, data.image_size, captioned_corpus(data)
     out = {}
     for a, b in pairs:
-        of_a = [r.source_image for r in rows if r.class_name == names[a]]
+        of_a = sources_of[a]
         if not of_a:
             out[f"{names[a]}->{names[b]}"] = None
             continue
         shown = corpus[names[a]]
-        sources = sorted(set(of_a))
-        share = partner_share(np.stack([pixels(p, size) for p in sources]),
+        unique = sorted(set(of_a))
+        share = partner_share(np.stack([pixels(p, size) for p in unique]),
                               np.stack([pixels(p, size) for p, _ in shown]),
                               np.array([c == names[b] for _, c in shown]), alpha_bar, draws, seed)
-        values = np.array([share[sources.index(p)] for p in of_a])
+        values = np.array([share[unique.index(p)] for p in of_a])
         out[f"{names[a]}->{names[b]}"] = F.bootstrap(
             lambda i: float(values[i].mean()), np.zeros(len(values)), bootstrap, seed).to_dict()
-    return {"timestep": t, "alpha_bar": alpha_bar, "confusion": out}
+    return out

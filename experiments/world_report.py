@@ -32,7 +32,9 @@ generation stage's default scale and strength):
 - ``img2img_confusion``: each planted pair, each direction (target >= 0.25).
 - ``ideal_img2img`` (with ``model`` too): the same directions for the ideal denoiser of the
   pre-training corpus from the set's own sources and start timestep
-  (:mod:`experiments.ideal_img2img`): what the corpus allows, before any model.
+  (:mod:`experiments.ideal_img2img`): what the corpus allows. Without the set, given
+  ``generation`` (a generation config), the same from the training images at its steps and
+  strength: a reading before any model is trained.
 - ``pair_texture`` (with ``noise_w1``): also the texture energy of each pair class's images
   from noise judged as their own class and as the partner: a judge that reads a flat image as
   one partner shows there, as a gap between the two.
@@ -56,7 +58,7 @@ from datamodules.atomic import atomic_write_text
 from datamodules.layout import Sample
 from datamodules.manifest import read_manifest
 from datamodules.subclass_draws import CLUSDIFF_PROMPT
-from experiments.ideal_img2img import ideal_img2img_confusion
+from experiments.ideal_img2img import ideal_from_training, ideal_img2img_confusion
 from experiments.judge import judge_samples
 from lightning_modules.judge import figures as F
 from lightning_modules.judge.oracle import EmbeddedJudge, OracleSettings
@@ -179,6 +181,7 @@ def world_report(
     noise_w3: str | None = None,
     img2img: str | None = None,
     model: str | None = None,
+    generation: str | None = None,
     prompt_template: str = CLUSDIFF_PROMPT,
     bootstrap: int = 1000,
     seed: int = 0,
@@ -192,7 +195,10 @@ def world_report(
         noise_w1: Manifest of a pre-trained-model set from noise at CFG scale 1 (optional).
         noise_w3: The same requests at CFG scale 3 (optional).
         img2img: Manifest of a plain-CFG img2img set (optional).
-        model: The pre-trained model's directory, for ``prompt_separation`` (optional).
+        model: The pre-trained model's directory, for ``prompt_separation`` and the ideal
+            denoiser's start (optional).
+        generation: A generation config whose steps and strength the ideal denoiser starts
+            from when there is no img2img set (optional).
         prompt_template: The ClusDiff prompt ``prompt_separation`` encodes.
         bootstrap: Resamples of every interval.
         seed: Seed of the resamples.
@@ -240,6 +246,9 @@ def world_report(
     if "img2img" in sets and model is not None:
         report["ideal_img2img"] = ideal_img2img_confusion(
             data, sets["img2img"], model, pairs, bootstrap=bootstrap, seed=seed)
+    elif generation is not None:
+        report["ideal_img2img"] = ideal_from_training(
+            data, generation, pairs, bootstrap=bootstrap, seed=seed)
     if model is not None:
         per_class = max(len(catalog.units_of(c)) for c in range(len(names)))
         report["prompt_separation"] = {
@@ -351,8 +360,9 @@ def world_markdown(report: dict) -> str:
     if "ideal_img2img" in report:
         ideal = report["ideal_img2img"]
         for pair, e in ideal["confusion"].items():
-            lines.append(f"| confusion | ideal denoiser of the corpus, img2img from the same "
-                         f"sources (t = {ideal['timestep']}), {pair} | {_cell(e)} | - |")
+            lines.append(f"| confusion | ideal denoiser of the corpus, img2img from "
+                         f"{ideal['sources']} (t = {ideal['timestep']}), {pair} | "
+                         f"{_cell(e)} | - |")
     if "prompt_separation" in report:
         sep = report["prompt_separation"]
         lines.append(f"| sub-modes ClusDiff can learn | text encoder: prompt distance, two "

@@ -125,6 +125,41 @@ def test_ideal_img2img_from_near_pure_noise_reads_the_caption_noise(tiny_datamod
         assert e["value"] == pytest.approx(noise[names[a]], abs=0.1)
 
 
+def _minimal_report() -> dict:
+    estimate = {"value": 0.3, "low": 0.2, "high": 0.4}
+    return {
+        "judge_accuracy": {"class": 1.0, "submode_given_class": 1.0, "blurred_class": 0.95,
+                           "blur_sigma": 0.8},
+        "style_c2st": estimate, "real_confusion": {}, "caption_noise": {},
+        "settings": {"caption_noise": 0.3},
+        "coverage": {"head_mean": 1.0, "tail_mean": 0.5, "per_class": {"a": 1.0}},
+        "missing_submodes": {"a": []}, "training_counts": {"a": 10},
+    }
+
+
+def test_ideal_before_any_model_starts_from_the_training_images(tiny_datamodule, sd_scheduler_dir,
+                                                                 tmp_path):
+    import yaml
+
+    from experiments.ideal_img2img import ideal_from_training, ideal_img2img_confusion
+
+    data = tiny_datamodule
+    generation = tmp_path / "generate.yaml"
+    generation.write_text(yaml.safe_dump({"model": {"init_args": {
+        "pretrained_model_name_or_path": str(sd_scheduler_dir), "num_inference_steps": 25,
+        "strength": 0.8}}}))
+    pairs = [(0, 5), (5, 0)]
+    before = ideal_from_training(data, generation, pairs, draws=4, bootstrap=20)
+    after = ideal_img2img_confusion(data, _img2img_set(data, 0.8), sd_scheduler_dir, pairs,
+                                    draws=4, bootstrap=20)
+    assert before["timestep"] == after["timestep"] > 700
+    assert before["sources"] == "the training images"
+    assert before["confusion"] == after["confusion"]  # the set's sources: every training image
+    text = world_markdown({**_minimal_report(), "ideal_img2img": before})
+    t = before["timestep"]
+    assert f"ideal denoiser of the corpus, img2img from the training images (t = {t})" in text
+
+
 @pytest.mark.parametrize("strengths, scheduler, message", [
     ((0.8, 0.6), "DPMSolverMultistepScheduler", "mixes sampler settings"),
     ((0.8,), "EulerDiscreteScheduler", "sampled with EulerDiscreteScheduler"),
