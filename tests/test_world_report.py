@@ -68,18 +68,22 @@ def test_texture_energy_reads_fine_texture_and_not_a_flat_image(tmp_path):
             > 2 * texture_energy(_png(tmp_path / "coarse.png", coarse)) > 0)
 
 
-def test_world_markdown_reports_each_pair_class_texture_energy():
+def _minimal_report() -> dict:
     estimate = {"value": 0.3, "low": 0.2, "high": 0.4}
-    report = {
+    return {
         "judge_accuracy": {"class": 1.0, "submode_given_class": 1.0, "blurred_class": 0.95,
                            "blur_sigma": 0.8},
         "style_c2st": estimate, "real_confusion": {}, "caption_noise": {},
         "settings": {"caption_noise": 0.3},
         "coverage": {"head_mean": 1.0, "tail_mean": 0.5, "per_class": {"a": 1.0}},
         "missing_submodes": {"a": []}, "training_counts": {"a": 10},
-        "pair_texture": {"a": {"photo": 0.32, "web": 0.1, "noise_own": 0.105,
-                               "noise_partner": None}},
     }
+
+
+def test_world_markdown_reports_each_pair_class_texture_energy():
+    report = {**_minimal_report(),
+              "pair_texture": {"a": {"photo": 0.32, "web": 0.1, "noise_own": 0.105,
+                                     "noise_partner": None}}}
     text = world_markdown(report)
     assert "| texture energy of a: photo test / web corpus | 0.320 / 0.100 | - |" in text
     assert "judged a / judged its partner | 0.105 / - | - |" in text
@@ -123,18 +127,6 @@ def test_ideal_img2img_from_near_pure_noise_reads_the_caption_noise(tiny_datamod
         e = report["confusion"][f"{names[a]}->{names[b]}"]
         assert e["low"] <= e["value"] <= e["high"]
         assert e["value"] == pytest.approx(noise[names[a]], abs=0.1)
-
-
-def _minimal_report() -> dict:
-    estimate = {"value": 0.3, "low": 0.2, "high": 0.4}
-    return {
-        "judge_accuracy": {"class": 1.0, "submode_given_class": 1.0, "blurred_class": 0.95,
-                           "blur_sigma": 0.8},
-        "style_c2st": estimate, "real_confusion": {}, "caption_noise": {},
-        "settings": {"caption_noise": 0.3},
-        "coverage": {"head_mean": 1.0, "tail_mean": 0.5, "per_class": {"a": 1.0}},
-        "missing_submodes": {"a": []}, "training_counts": {"a": 10},
-    }
 
 
 def test_ideal_before_any_model_starts_from_the_training_images(tiny_datamodule, sd_scheduler_dir,
