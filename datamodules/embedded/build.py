@@ -44,7 +44,7 @@ from datamodules.embedded.spec import (
 )
 from datamodules.long_tail import exponential_counts
 
-FORMAT_VERSION = 11
+FORMAT_VERSION = 12
 SPLITS = ("train", "test", "pretrain")
 JPEG_QUALITY = 95
 
@@ -73,7 +73,7 @@ class EmbeddedSettings:
     imbalance_factor: float = 50.0
     num_test: int = 40
     num_pretrain: int = 300
-    web_style: float = 0.9
+    web_style: float = 0.7
     caption_noise: float | dict[str, float] = 0.3
     seed: int = 0
 
