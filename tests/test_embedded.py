@@ -7,11 +7,12 @@ import dataclasses
 import hashlib
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from datamodules.embedded import EmbeddedSettings, ensure_embedded_dataset
 from datamodules.embedded.cue_energy import dish_cue_energy, topping_energy
-from datamodules.embedded.spec import CONFUSABLE_PAIRS, DISHES, PHO_GARNISH, RAMEN_GARNISH
+from datamodules.embedded.spec import CONFUSABLE_PAIRS, DISHES, PHO_TINT
 
 
 def _digest(root) -> str:
@@ -125,13 +126,20 @@ def test_caption_noise_outside_the_partners_or_the_unit_interval_is_refused(nois
         EmbeddedSettings(caption_noise=noise)
 
 
-def test_ramen_and_pho_differ_by_their_garnish_and_not_by_their_texture():
+def test_pho_is_ramen_under_its_tint_and_neither_has_a_topping():
     dishes = {d.name: d for d in DISHES}
     ramen, pho = dishes["ramen"], dishes["pho"]
     assert (ramen.shape, ramen.texture, ramen.frequency) == (pho.shape, pho.texture, pho.frequency)
-    assert {m.topping for m in ramen.submodes} == {RAMEN_GARNISH}
-    assert {m.topping for m in pho.submodes} == {PHO_GARNISH}
-    assert RAMEN_GARNISH != PHO_GARNISH
+    assert PHO_TINT != (1.0, 1.0, 1.0)
+    pairs = [(ramen.base, pho.base), (ramen.accent, pho.accent)]
+    pairs += [(r.base, p.base) for r, p in zip(ramen.submodes, pho.submodes, strict=True)]
+    for r, p in pairs:
+        assert p == pytest.approx(tuple(c * f for c, f in zip(r, PHO_TINT)))
+    assert [m.weight for m in ramen.submodes] == [m.weight for m in pho.submodes]
+    assert {m.topping for m in ramen.submodes + pho.submodes} == {None}
+
+
+GREEN = (0.05, 0.80, 0.30)  # version 11's ramen garnish
 
 
 def _recoloured(dish, garnish):
@@ -140,23 +148,19 @@ def _recoloured(dish, garnish):
 
 
 def test_a_topping_in_the_food_s_own_colour_adds_no_signal():
-    ramen = {d.name: d for d in DISHES}["ramen"]
+    ramen = _recoloured({d.name: d for d in DISHES}["ramen"], GREEN)
     m = ramen.submodes[0]
     signal, texture = topping_energy(ramen, dataclasses.replace(m, topping=m.base), 0.9, 4)
     assert signal == 0.0 and texture > 0
     assert topping_energy(ramen, m, 0.9, 4)[0] > 10
 
 
-def test_ramen_and_pho_garnishes_carry_one_energy_in_the_web_corpus():
+def test_the_cue_energy_grows_with_a_garnish_s_contrast_and_is_nil_without_one():
     dishes = {d.name: d for d in DISHES}
+    ramen = dishes["ramen"]
+    broth = np.asarray(ramen.submodes[0].base)
+    half = tuple((broth + np.asarray(GREEN)) / 2)
+    signals = [dish_cue_energy(_recoloured(ramen, g), 0.8, 8)["signal"] for g in (half, GREEN)]
+    assert 5 < signals[0] < 0.8 * signals[1]
     web = EmbeddedSettings().web_style
-    ramen, pho = (dish_cue_energy(dishes[c], web) for c in ("ramen", "pho"))
-    assert ramen["signal"] == pytest.approx(pho["signal"], rel=0.02)
-    assert ramen["texture"] == pytest.approx(pho["texture"], rel=0.12)
-    # version 10's garnishes (ramen red, pho green) differ by a fifth: the measure tells them apart
-    red, green = (0.30, 0.08, 0.06), (0.10, 0.22, 0.12)
-    v10 = [dish_cue_energy(_recoloured(dishes[c], g), web)["signal"]
-           for c, g in (("ramen", red), ("pho", green))]
-    assert v10[1] > 1.15 * v10[0]
-
-
+    assert [dish_cue_energy(dishes[c], web, 4)["signal"] for c in ("ramen", "pho")] == [0.0, 0.0]
