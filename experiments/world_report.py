@@ -34,6 +34,9 @@ generation stage's default scale and strength):
   interval excluding 0);
 - ``img2img_c2st``: generated vs real test split (target >= 0.6);
 - ``img2img_confusion``: each planted pair, each direction (target >= 0.25).
+- ``ideal_img2img`` (with ``model`` too): the same directions for the ideal denoiser of the
+  pre-training corpus from the set's own sources and start timestep
+  (:mod:`experiments.ideal_img2img`): what the corpus allows, before any model.
 - ``pair_texture`` (with ``noise_w1``): also the texture energy of each pair class's images
   from noise judged as their own class and as the partner: a judge that reads a flat image as
   one partner shows there, as a gap between the two.
@@ -59,6 +62,7 @@ from datamodules.embedded.spec import DISHES
 from datamodules.layout import Sample
 from datamodules.manifest import read_manifest
 from datamodules.subclass_draws import CLUSDIFF_PROMPT
+from experiments.ideal_img2img import ideal_img2img_confusion
 from experiments.judge import judge_samples
 from lightning_modules.judge import figures as F
 from lightning_modules.judge.oracle import EmbeddedJudge, OracleSettings
@@ -247,6 +251,9 @@ def world_report(
     report["pair_cue_energy"] = pair_cue_energy(data)
     catalog = judge.catalog
     report.update(generated_figures(generated, names, pairs, catalog, bootstrap, seed))
+    if "img2img" in sets and model is not None:
+        report["ideal_img2img"] = ideal_img2img_confusion(
+            data, sets["img2img"], model, pairs, bootstrap=bootstrap, seed=seed)
     if model is not None:
         per_class = max(len(catalog.units_of(c)) for c in range(len(names)))
         report["prompt_separation"] = {
@@ -355,6 +362,11 @@ def world_markdown(report: dict) -> str:
         for pair, e in report["img2img_confusion"].items():
             lines.append(f"| confusion | img2img plain CFG, {pair} | {_cell(e)} | "
                          f"{TARGETS['img2img_confusion']} |")
+    if "ideal_img2img" in report:
+        ideal = report["ideal_img2img"]
+        for pair, e in ideal["confusion"].items():
+            lines.append(f"| confusion | ideal denoiser of the corpus, img2img from the same "
+                         f"sources (t = {ideal['timestep']}), {pair} | {_cell(e)} | - |")
     if "prompt_separation" in report:
         sep = report["prompt_separation"]
         lines.append(f"| sub-modes ClusDiff can learn | text encoder: prompt distance, two "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,56 @@ def test_world_markdown_reports_each_pair_class_texture_energy():
     assert "judged a / judged its partner | 0.105 / - | - |" in text
     assert "| topping energy of a, renders: signal photo / web; fine texture photo / web | " \
         "14.00 / 36.30; 0.500 / 0.144 | - |" in text
+
+
+def _img2img_set(data, strength, scheduler="DPMSolverMultistepScheduler"):
+    from datamodules.manifest import ManifestRow, SyntheticSample
+
+    names = data.index.class_names
+    params = {"scheduler": scheduler, "num_inference_steps": 25, "strength": strength}
+    return [SyntheticSample(s.path, s.label, ManifestRow(
+        path=f"{k}.png", label=s.label, class_name=names[s.label], seed=k, sampler="cfg",
+        source_image=s.path, params=params)) for k, s in enumerate(data.index.train)]
+
+
+@pytest.fixture()
+def sd_scheduler_dir(tmp_path):
+    from lightning_modules.diffusion.components import SD_V1_SCHEDULER_CONFIG
+
+    (tmp_path / "scheduler").mkdir()
+    config = {"_class_name": "DDPMScheduler", **SD_V1_SCHEDULER_CONFIG}
+    (tmp_path / "scheduler" / "scheduler_config.json").write_text(json.dumps(config))
+    return tmp_path
+
+
+def test_ideal_img2img_from_near_pure_noise_reads_the_caption_noise(tiny_datamodule,
+                                                                    sd_scheduler_dir):
+    from experiments.ideal_img2img import captioned_corpus, ideal_img2img_confusion
+    from experiments.world_report import measured_caption_noise
+
+    data = tiny_datamodule
+    names = data.index.class_names
+    pairs = [(names.index(a), names.index(b)) for x, y in data.confusable_pairs()
+             for a, b in ((x, y), (y, x))]
+    report = ideal_img2img_confusion(data, _img2img_set(data, 1.0), sd_scheduler_dir, pairs,
+                                     draws=16, bootstrap=50)
+    assert report["timestep"] > 900 and report["alpha_bar"] < 0.01
+    noise = measured_caption_noise(data)
+    assert 0 < min(noise.values()) and set(captioned_corpus(data)) == set(names)
+    for a, b in pairs:
+        e = report["confusion"][f"{names[a]}->{names[b]}"]
+        assert e["low"] <= e["value"] <= e["high"]
+        assert e["value"] == pytest.approx(noise[names[a]], abs=0.1)
+
+
+@pytest.mark.parametrize("strengths, scheduler, message", [
+    ((0.8, 0.6), "DPMSolverMultistepScheduler", "mixes sampler settings"),
+    ((0.8,), "EulerDiscreteScheduler", "sampled with EulerDiscreteScheduler"),
+])
+def test_ideal_img2img_refuses_a_set_it_cannot_start_like_the_sampler(
+        tiny_datamodule, sd_scheduler_dir, strengths, scheduler, message):
+    from experiments.ideal_img2img import ideal_img2img_confusion
+
+    samples = [s for st in strengths for s in _img2img_set(tiny_datamodule, st, scheduler)]
+    with pytest.raises(ValueError, match=message):
+        ideal_img2img_confusion(tiny_datamodule, samples, sd_scheduler_dir, [(0, 5)])

@@ -25,6 +25,17 @@ if TYPE_CHECKING:
     from lightning_modules.diffusion.components import DiffusionComponents
 
 
+def img2img_timesteps(
+    scheduler: "SchedulerMixin", num_inference_steps: int, strength: float
+) -> Tensor:
+    """The timesteps an img2img run at ``strength`` takes, of a scheduler set to
+    ``num_inference_steps``: all but the first ``N - int(N * strength)`` steps (diffusers'
+    ``get_timesteps``)."""
+    init_timestep = min(int(num_inference_steps * strength), num_inference_steps)
+    t_start = num_inference_steps - init_timestep
+    return scheduler.timesteps[t_start * scheduler.order :]
+
+
 def make_generators(
     seeds: Sequence[int], device: torch.device | str = "cpu"
 ) -> list[torch.Generator]:
@@ -138,11 +149,9 @@ def sample(
     scheduler.set_timesteps(num_inference_steps, device=device)
 
     # 2. img2img start: skip the first N - int(N * strength) steps (diffusers' get_timesteps).
-    init_timestep = min(int(num_inference_steps * strength), num_inference_steps)
-    t_start = num_inference_steps - init_timestep
-    timesteps = scheduler.timesteps[t_start * scheduler.order :]
+    timesteps = img2img_timesteps(scheduler, num_inference_steps, strength)
     if hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(t_start * scheduler.order)
+        scheduler.set_begin_index(len(scheduler.timesteps) - len(timesteps))
 
     # 3. Initial latents x_T.
     if init_images is None:
