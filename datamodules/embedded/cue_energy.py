@@ -1,9 +1,10 @@
 """How strongly a dish's toppings stand out in its renders: the energy of a planted cue.
 
-Ramen and pho differ only by their garnish. A model trained on a corpus whose captions mix the
-two partners leans toward the partner whose cue carries more energy (docs/world.md, versions 8
-to 11), so the two garnishes are chosen to carry the same. Two measures, each averaged over
-renders drawn with fixed generators and weighted by the sub-modes' weights:
+Versions 8 to 11 told ramen from pho by a garnish; a model trained on a corpus whose captions
+mix the two partners leaned toward the partner whose cue carried more energy (docs/world.md), so
+version 11 chose two garnishes of one energy. Version 12 has none (its signal is 0 for every
+class of a planted pair). Two measures, each averaged over renders drawn with fixed generators
+and weighted by the sub-modes' weights:
 
 - ``signal``: the pixel signal a topping adds to its dish, the sum over pixels of the RGB
   distance between a render and the same render (same generator) with the topping painted in
