@@ -13,22 +13,22 @@ from pathlib import Path
 import numpy as np
 import yaml
 from diffusers import DPMSolverMultistepScheduler
-from PIL import Image
 
 from datamodules import EmbeddedFoodLT
 from datamodules.dataset import load_rgb
+from datamodules.generation import RequestDataset
 from lightning_modules.diffusion.ideal_denoiser import img2img_start, partner_share
 from lightning_modules.judge import figures as F
 
-SAMPLER = "DPMSolverMultistepScheduler"
+SAMPLER = DPMSolverMultistepScheduler.__name__  # the Synthesizer's
 
 
-def pixels(path: str | Path, size: int) -> np.ndarray:
-    """An image file as a flat vector in ``[-1, 1]`` at ``size`` x ``size`` (the sampler's)."""
-    image = load_rgb(path)
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.BICUBIC)
-    return np.asarray(image, dtype=np.float64).reshape(-1) / 127.5 - 1.0
+def _pixels(paths: list[str], size: int) -> np.ndarray:
+    """Image files as flat vectors in ``[-1, 1]``, resized and cropped as the generation stage
+    feeds its source images to the sampler."""
+    transform = RequestDataset([], size).transform
+    return np.stack([transform(load_rgb(p)).double().reshape(-1).numpy() * 2.0 - 1.0
+                     for p in paths])
 
 
 def captioned_corpus(data: EmbeddedFoodLT) -> dict[str, list[tuple[str, str]]]:
@@ -59,12 +59,12 @@ def _start(rows, model: str | Path) -> tuple[int, float]:
 
 def ideal_img2img_confusion(
     data: EmbeddedFoodLT, samples, model: str | Path, pairs: list[tuple[int, int]],
-    draws: int = 32, bootstrap: int = 1000, seed: int = 0,
+    draws: int = 512, bootstrap: int = 1000, seed: int = 0,
 ) -> dict:
     """``{"timestep", "alpha_bar", "sources", "confusion": {"a->b": estimate}}`` of an img2img
     set (``samples``: :func:`datamodules.manifest.read_manifest`'s), the estimate a mean over the
     set's images of class ``a`` of their source's ideal partner share, with its bootstrap
-    interval over those images; ``model``: the pre-trained model's directory (its scheduler)."""
+    interval over the (noising, image) pairs: the set's sources fixed, the noise's scatter in; ``model``: the pre-trained model's directory (its scheduler)."""
     rows = [s.row for s in samples if s.row.source_image is not None]
     if not rows:
         raise ValueError("the img2img set has no image with a source image")
@@ -77,7 +77,7 @@ def ideal_img2img_confusion(
 
 def ideal_from_training(
     data: EmbeddedFoodLT, generation: str | Path, pairs: list[tuple[int, int]],
-    draws: int = 32, bootstrap: int = 1000, seed: int = 0,
+    draws: int = 512, bootstrap: int = 1000, seed: int = 0,
 ) -> dict:
     """The same before any model is trained: each pair class's long-tailed training images as
     the sources (those an img2img set starts from), at the steps and strength of a generation
@@ -103,10 +103,11 @@ def _confusion(data, sources_of: dict[int, list[str]], pairs, alpha_bar: float, 
             continue
         shown = corpus[names[a]]
         unique = sorted(set(of_a))
-        share = partner_share(np.stack([pixels(p, size) for p in unique]),
-                              np.stack([pixels(p, size) for p, _ in shown]),
+        share = partner_share(_pixels(unique, size), _pixels([p for p, _ in shown], size),
                               np.array([c == names[b] for _, c in shown]), alpha_bar, draws, seed)
-        values = np.array([share[unique.index(p)] for p in of_a])
-        out[f"{names[a]}->{names[b]}"] = F.bootstrap(
-            lambda i: float(values[i].mean()), np.zeros(len(values)), bootstrap, seed).to_dict()
+        column = {p: k for k, p in enumerate(unique)}
+        values = share[:, [column[p] for p in of_a]].reshape(-1)  # every (noising, image)
+        out[f"{names[a]}->{names[b]}"] = {**F.bootstrap(
+            lambda i: float(values[i].mean()), np.zeros(len(values)), bootstrap, seed).to_dict(),
+            "n": len(of_a)}
     return out

@@ -47,7 +47,6 @@ sub-class its encoder tells apart.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -58,7 +57,11 @@ from datamodules.atomic import atomic_write_text
 from datamodules.layout import Sample
 from datamodules.manifest import read_manifest
 from datamodules.subclass_draws import CLUSDIFF_PROMPT
-from experiments.ideal_img2img import ideal_from_training, ideal_img2img_confusion
+from experiments.ideal_img2img import (
+    captioned_corpus,
+    ideal_from_training,
+    ideal_img2img_confusion,
+)
 from experiments.judge import judge_samples
 from lightning_modules.judge import figures as F
 from lightning_modules.judge.oracle import EmbeddedJudge, OracleSettings
@@ -79,14 +82,10 @@ def _corpus(data: EmbeddedFoodLT) -> list[Sample]:
 
 def measured_caption_noise(data: EmbeddedFoodLT) -> dict[str, float]:
     """Per confusable partner: the fraction of its pre-training images rendered as the other."""
+    corpus = captioned_corpus(data)
     pairs = {c for pair in data.confusable_pairs() for c in pair}
-    shown, total = dict.fromkeys(pairs, 0), dict.fromkeys(pairs, 0)
-    with open(Path(data.root) / "meta" / "submodes.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            if row["style"] == "web" and row["class_name"] in pairs:
-                total[row["class_name"]] += 1
-                shown[row["class_name"]] += row["rendered_class"] != row["class_name"]
-    return {c: shown[c] / total[c] for c in sorted(pairs) if total[c]}
+    return {c: float(np.mean([shown != c for _, shown in corpus[c]]))
+            for c in sorted(pairs) if corpus.get(c)}
 
 
 def texture_energy(path: str | Path) -> float:
@@ -113,11 +112,9 @@ def pair_texture(
     its partner (``noise_partner``)."""
     names = data.index.class_names
     shows: dict[str, list] = {}
-    with open(Path(data.root) / "meta" / "submodes.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            if row["style"] == "web":
-                shows.setdefault(row["rendered_class"], []).append(
-                    Path(data.root) / "images" / f"{row['image']}.jpg")
+    for images in captioned_corpus(data).values():
+        for path, shown in images:
+            shows.setdefault(shown, []).append(path)
     out = {}
     for a, b in data.confusable_pairs():
         for c, partner in ((a, b), (b, a)):
